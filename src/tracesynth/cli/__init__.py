@@ -1,0 +1,53 @@
+"""Command-line entry point: `tracesynth COMMAND ...` (see `tracesynth --help`).
+
+Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 internal error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import UserError
+from ._app import app, err
+
+# Each module registers its commands on `app`.
+for _optional in ("io_cmds", "model_cmds", "eval_cmds", "serve_cmds"):
+    try:
+        __import__(f"{__name__}.{_optional}")
+    except ModuleNotFoundError as exc:  # a command group not built yet
+        if exc.name != f"{__name__}.{_optional}":
+            raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI, mapping errors to exit codes; never show a traceback for a user mistake."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except SystemExit as exc:  # typer/click exit with a code
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors are mapped below; anything else is a bug
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            err.print("aborted")
+            return 130
+        if os.environ.get("TRACESYNTH_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
+                  "This is a bug in tracesynth; rerun with TRACESYNTH_DEBUG=1 for a traceback and report it.",
+                  highlight=False)
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The typer app and what every command shares: error mapping, logging, progress bars.
+
+Commands live in sibling modules (one per area) and only parse arguments, call one `tracesynth.api`
+function and print its result.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..progress import ProgressEvent
+
+app = typer.Typer(
+    name="tracesynth",
+    help="Learn a generative model of a network trace and sample synthetic traces (NetShare, done right).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Results go to stdout; progress, warnings and errors go to stderr.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics to stderr.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator:
+    """Yield a ProgressCallback that draws a rich progress bar (with ETA) on stderr."""
+    if not enabled or not err.is_terminal and os.environ.get("TRACESYNTH_PROGRESS") != "1":
+        yield None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(description, total=None, info="")
+
+        def callback(event: ProgressEvent) -> None:
+            info = " ".join(f"{k}={_fmt(v)}" for k, v in event.info.items() if k not in ("eta_s",))
+            bar.update(task, description=f"{description} [{event.stage}]", completed=event.done,
+                       total=event.total, info=info)
+
+        yield callback
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,272 @@
+"""Typed configuration (pydantic, unknown keys rejected) and the `pcap` / `netflow` presets.
+
+One `TraceSynthConfig` describes a whole run: which fields are modelled and how they are encoded,
+how the trace is cut into chunks, the flow-length cap, the network and the training schedule, and
+optional differential privacy. Presets reproduce NetShare's example configurations (NETSHARE.md).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Encoding = Literal["bits", "word2vec_port", "word2vec_proto", "numeric", "categorical"]
+
+
+class FieldConfig(_Section):
+    """One modelled column. `role`: attribute (per flow) or feature (per record of the flow)."""
+
+    name: str
+    role: Literal["attribute", "feature"]
+    encoding: Encoding
+    log1p: bool = False
+    scale: Literal["zero_one", "minus_one_one"] = "zero_one"
+    #: fixed [min, max] (required in DP mode); None learns the range from the data
+    range: Optional[tuple[float, float]] = None
+    #: fixed choices for categorical fields; None uses the values seen
+    choices: Optional[list[str]] = None
+    #: number of bits for `bits` encoding (32 for IPv4, 128 for IPv6)
+    n_bits: int = Field(32, ge=1, le=128)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FieldConfig":
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"field {self.name!r}: range must be [min, max] with min < max, got {self.range}")
+        if self.log1p and self.range is not None and self.range[0] < 0:
+            raise ValueError(f"field {self.name!r}: log1p needs a non-negative range, got {self.range}")
+        return self
+
+
+class TimeConfig(_Section):
+    """How time is modelled: flow start as an attribute, inter-arrival within the flow as a feature."""
+
+    column: str = "time"
+    interarrival_log1p: bool = True
+    #: fixed [start, end] epoch seconds of the trace (required in DP mode: public time window)
+    window: Optional[tuple[float, float]] = None
+
+
+class ChunkingConfig(_Section):
+    mode: Literal["fixed_time", "fixed_size"] = "fixed_time"
+    n_chunks: int = Field(10, ge=1, le=1000)
+
+
+class FlowLengthConfig(_Section):
+    #: cap L on records per flow sample; longer flows are split into consecutive segments
+    max_flow_len: int = Field(100, ge=1, le=100_000)
+
+
+class Word2VecConfig(_Section):
+    vector_size: int = Field(10, ge=2, le=512)
+    window: int = Field(5, ge=1)
+    min_count: int = Field(1, ge=1)
+    epochs: int = Field(5, ge=1)
+    sg: Literal[0, 1] = 0
+    #: path of a saved gensim model to load instead of training (public model, required in DP mode)
+    pretrained: Optional[str] = None
+
+
+class ModelConfig(_Section):
+    """DoppelGANger sizes (NetShare's settings)."""
+
+    attribute_noise_dim: int = Field(5, ge=1)
+    feature_noise_dim: int = Field(5, ge=1)
+    attribute_num_layers: int = Field(4, ge=1)
+    attribute_num_units: int = Field(512, ge=1)
+    feature_num_layers: int = Field(1, ge=1)
+    feature_num_units: int = Field(100, ge=1)
+    critic_num_layers: int = Field(4, ge=1)
+    critic_num_units: int = Field(512, ge=1)
+    attr_critic_num_layers: int = Field(4, ge=1)
+    attr_critic_num_units: int = Field(512, ge=1)
+    #: records emitted per LSTM step ("batch generation"); must divide max_flow_len
+    sample_len: int = Field(10, ge=1)
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(400, ge=1)
+    batch_size: int = Field(100, ge=1)
+    critic_steps: int = Field(5, ge=1)
+    gp_lambda: float = Field(10.0, ge=0)
+    attr_critic_weight: float = Field(1.0, ge=0)
+    lr_generator: float = Field(1e-4, gt=0)
+    lr_critic: float = Field(1e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    #: fine-tuned chunks train for this fraction of `epochs`
+    finetune_fraction: float = Field(0.25, gt=0, le=1)
+    checkpoint_every: int = Field(50, ge=1)
+    #: pick each chunk's checkpoint on a held-out time slice (auto: when more than one checkpoint exists)
+    checkpoint_selection: bool = True
+    holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
+    device: str = "cpu"
+    seed: int = 0
+
+
+class PrivacyConfig(_Section):
+    """DP-SGD on both critics; sigma is calibrated from (epsilon, delta) before training."""
+
+    epsilon: float = Field(gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    clip_norm: float = Field(1.0, gt=0)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    #: share of epsilon spent on the released flow count (Gaussian mechanism)
+    count_epsilon_fraction: float = Field(0.05, gt=0, lt=1)
+    #: public trace to pretrain on (no DP) before DP fine-tuning on the private one
+    public_trace: Optional[str] = None
+
+
+class TraceSynthConfig(_Section):
+    """Everything a run needs. `kind`: packets (PCAP) or flows (NetFlow records)."""
+
+    kind: Literal["packets", "flows"]
+    fields: list[FieldConfig]
+    time: TimeConfig = TimeConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    flow_length: FlowLengthConfig = FlowLengthConfig()
+    word2vec: Word2VecConfig = Word2VecConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    privacy: Optional[PrivacyConfig] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TraceSynthConfig":
+        names = [f.name for f in self.fields]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"fields: duplicate field name(s) {sorted(dup)}")
+        if self.flow_length.max_flow_len % self.model.sample_len:
+            raise ValueError(f"model.sample_len ({self.model.sample_len}) must divide "
+                             f"flow_length.max_flow_len ({self.flow_length.max_flow_len})")
+        return self
+
+    def field(self, name: str) -> FieldConfig:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise ConfigError(f"fields: no field named {name!r}")
+
+
+def _ip(name: str) -> FieldConfig:
+    return FieldConfig(name=name, role="attribute", encoding="bits", n_bits=32)
+
+
+
+def _preset_pcap() -> TraceSynthConfig:
+    fields = [
+        _ip("srcip"), _ip("dstip"),
+        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="proto", role="attribute", encoding="word2vec_proto"),
+        FieldConfig(name="pkt_len", role="feature", encoding="numeric", log1p=True),
+        FieldConfig(name="tos", role="feature", encoding="numeric"),
+        FieldConfig(name="id", role="feature", encoding="numeric"),
+        FieldConfig(name="flag", role="feature", encoding="categorical"),
+        FieldConfig(name="off", role="feature", encoding="numeric"),
+        FieldConfig(name="ttl", role="feature", encoding="numeric"),
+        FieldConfig(name="tcp_flags", role="feature", encoding="categorical"),
+    ]
+    return TraceSynthConfig(kind="packets", fields=fields, time=TimeConfig(column="time"),
+                            flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(sample_len=10))
+
+
+def _preset_netflow() -> TraceSynthConfig:
+    fields = [
+        _ip("srcip"), _ip("dstip"),
+        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="proto", role="attribute", encoding="word2vec_proto"),
+        FieldConfig(name="td", role="feature", encoding="numeric", log1p=True),
+        FieldConfig(name="pkt", role="feature", encoding="numeric", log1p=True),
+        FieldConfig(name="byt", role="feature", encoding="numeric", log1p=True),
+        FieldConfig(name="label", role="feature", encoding="categorical"),
+    ]
+    return TraceSynthConfig(kind="flows", fields=fields, time=TimeConfig(column="ts"),
+                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=1))
+
+
+PRESETS = {"pcap": _preset_pcap, "netflow": _preset_netflow}
+
+
+def preset(name: str) -> TraceSynthConfig:
+    """A fresh copy of a named preset (`pcap` or `netflow`)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    parts = []
+    for e in exc.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{key}: {e['msg']}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> TraceSynthConfig:
+    """Validate a plain dict; errors name the offending key."""
+    try:
+        return TraceSynthConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def load_config(path: str | Path) -> TraceSynthConfig:
+    """Load YAML (.yaml/.yml) or JSON; a `preset: NAME` key starts from that preset and overrides it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml/json syntax errors carry line numbers in their message
+        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config must be a mapping of keys to values")
+    base = data.pop("preset", None)
+    if base is not None:
+        merged = _deep_merge(preset(str(base)).model_dump(mode="json"), data)
+        return config_from_dict(merged, str(path))
+    return config_from_dict(data, str(path))
+
+
+def save_config(config: TraceSynthConfig, path: str | Path) -> Path:
+    """Write YAML or JSON (by suffix), atomically."""
+    from ._atomic import atomic_open
+
+    path = Path(path)
+    data = config.model_dump(mode="json")
+    with atomic_open(path, "w") as fh:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            yaml.safe_dump(data, fh, sort_keys=False)
+        else:
+            json.dump(data, fh, indent=2)
+    return path
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out

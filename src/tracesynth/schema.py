@@ -1,0 +1,97 @@
+"""Canonical tables: the one shape every reader produces and every writer, model and metric consumes.
+
+Packets (one row per IPv4 packet) and flow records (one row per unidirectional flow record) are pandas
+DataFrames with exactly these columns and dtypes; readers may add extra columns after them (for example
+`icmp_type`), which writers ignore unless asked.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+TraceKind = Literal["packets", "flows"]
+
+#: Packet table: `time` is epoch seconds (float64 keeps microseconds at today's epoch).
+PACKET_COLUMNS: dict[str, np.dtype] = {
+    "time": np.dtype("float64"),
+    "srcip": np.dtype("uint32"),
+    "dstip": np.dtype("uint32"),
+    "srcport": np.dtype("uint16"),
+    "dstport": np.dtype("uint16"),
+    "proto": np.dtype("uint8"),
+    "pkt_len": np.dtype("uint16"),
+    "tos": np.dtype("uint8"),
+    "id": np.dtype("uint16"),
+    "flag": np.dtype("uint8"),
+    "off": np.dtype("uint16"),
+    "ttl": np.dtype("uint8"),
+    "tcp_flags": np.dtype("uint8"),
+}
+
+#: Flow-record table: `ts` flow start (epoch s), `td` duration (s), `label` optional (string).
+FLOW_COLUMNS: dict[str, np.dtype] = {
+    "ts": np.dtype("float64"),
+    "td": np.dtype("float64"),
+    "srcip": np.dtype("uint32"),
+    "dstip": np.dtype("uint32"),
+    "srcport": np.dtype("uint16"),
+    "dstport": np.dtype("uint16"),
+    "proto": np.dtype("uint8"),
+    "pkt": np.dtype("uint64"),
+    "byt": np.dtype("uint64"),
+}
+FLOW_LABEL = "label"
+
+#: The 5-tuple that defines a (unidirectional) flow.
+FLOW_KEY: tuple[str, ...] = ("srcip", "dstip", "srcport", "dstport", "proto")
+
+#: Name of the time column of each kind of table.
+TIME_COLUMN: dict[str, str] = {"packets": "time", "flows": "ts"}
+
+PROTO_NAMES: dict[str, int] = {
+    "HOPOPT": 0, "ICMP": 1, "IGMP": 2, "IPIP": 4, "IPV4": 4, "TCP": 6, "EGP": 8, "IGP": 9, "UDP": 17,
+    "IPV6": 41, "RSVP": 46, "GRE": 47, "ESP": 50, "AH": 51, "ICMPV6": 58, "IPV6-ICMP": 58, "EIGRP": 88,
+    "OSPF": 89, "OSPFIGP": 89, "PIM": 103, "VRRP": 112, "L2TP": 115, "SCTP": 132, "UDPLITE": 136,
+}
+
+
+def columns_for(kind: TraceKind) -> dict[str, np.dtype]:
+    """The canonical columns of a packet or flow table."""
+    if kind == "packets":
+        return PACKET_COLUMNS
+    if kind == "flows":
+        return FLOW_COLUMNS
+    raise ValueError(f"unknown table kind {kind!r}")
+
+
+def table_kind(table: pd.DataFrame) -> TraceKind:
+    """Tell a packet table from a flow-record table by its time column."""
+    if "time" in table.columns:
+        return "packets"
+    if "ts" in table.columns:
+        return "flows"
+    raise ValueError("table has neither a 'time' (packets) nor a 'ts' (flow records) column")
+
+
+def empty_table(kind: TraceKind) -> pd.DataFrame:
+    """A table of the given kind with no rows and the canonical dtypes."""
+    return pd.DataFrame({c: np.empty(0, dtype=d) for c, d in columns_for(kind).items()})
+
+
+def canonicalize(table: pd.DataFrame, kind: TraceKind | None = None) -> pd.DataFrame:
+    """Return `table` with canonical columns first, cast to canonical dtypes, extra columns kept after.
+
+    Raises KeyError naming the missing column; callers turn it into a UserError with the file name.
+    """
+    kind = kind or table_kind(table)
+    cols = columns_for(kind)
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise KeyError(f"missing column(s) {', '.join(missing)} for a {kind} table")
+    out = {c: table[c].to_numpy(dtype=d, copy=False) for c, d in cols.items()}
+    for c in table.columns:
+        if c not in cols:
+            out[c] = table[c].to_numpy(copy=False)
+    return pd.DataFrame(out, copy=False)
