@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -32,8 +32,8 @@ class FieldConfig(_Section):
     scale: Literal["zero_one", "minus_one_one"] = "zero_one"
     #: fixed [min, max] (required in DP mode); None learns the range from the data
     range: Optional[tuple[float, float]] = None
-    #: fixed choices for categorical fields; None uses the values seen
-    choices: Optional[list[str]] = None
+    #: fixed choices for categorical fields (numbers or strings); None uses the values seen
+    choices: Optional[list[Union[int, str]]] = None
     #: number of bits for `bits` encoding (32 for IPv4, 128 for IPv6)
     n_bits: int = Field(32, ge=1, le=128)
 
@@ -43,6 +43,10 @@ class FieldConfig(_Section):
             raise ValueError(f"field {self.name!r}: range must be [min, max] with min < max, got {self.range}")
         if self.log1p and self.range is not None and self.range[0] < 0:
             raise ValueError(f"field {self.name!r}: log1p needs a non-negative range, got {self.range}")
+        if self.choices is not None and len(set(map(str, self.choices))) != len(self.choices):
+            raise ValueError(f"field {self.name!r}: choices must be distinct, got {self.choices}")
+        if self.choices is not None and not self.choices:
+            raise ValueError(f"field {self.name!r}: choices must not be empty (leave it out to use the values seen)")
         return self
 
 
@@ -51,6 +55,8 @@ class TimeConfig(_Section):
 
     column: str = "time"
     interarrival_log1p: bool = True
+    #: fixed [min, max] seconds for the inter-arrival feature (required in DP mode); None learns it
+    interarrival_range: Optional[tuple[float, float]] = None
     #: fixed [start, end] epoch seconds of the trace (required in DP mode: public time window)
     window: Optional[tuple[float, float]] = None
 
@@ -144,6 +150,7 @@ class TraceSynthConfig(_Section):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"fields: duplicate field name(s) {sorted(dup)}")
+        _check_fields(self)
         if self.flow_length.max_flow_len % self.model.sample_len:
             raise ValueError(f"model.sample_len ({self.model.sample_len}) must divide "
                              f"flow_length.max_flow_len ({self.flow_length.max_flow_len})")
@@ -156,23 +163,74 @@ class TraceSynthConfig(_Section):
         raise ConfigError(f"fields: no field named {name!r}")
 
 
+def _check_fields(config: "TraceSynthConfig") -> None:
+    """Fields must fit the FlowTable layout: attributes come from the 5-tuple, features from each record."""
+    from .schema import FLOW_KEY, TIME_COLUMN
+
+    time_col = TIME_COLUMN[config.kind]
+    if config.time.column != time_col:
+        raise ValueError(f"time.column: a {config.kind} trace keeps time in {time_col!r}, not {config.time.column!r}")
+    rng = config.time.interarrival_range
+    if rng is not None and not 0 <= rng[0] < rng[1]:
+        raise ValueError(f"time.interarrival_range: must be [min, max] with 0 <= min < max, got {rng}")
+    for i, f in enumerate(config.fields):
+        key = f"fields.{i} ({f.name})"
+        if f.name == time_col:
+            raise ValueError(f"{key}.name: time is modelled by the time section, not as a field; remove it")
+        if f.role == "attribute" and f.name not in FLOW_KEY:
+            raise ValueError(f"{key}.role: attributes are the 5-tuple ({', '.join(FLOW_KEY)}); "
+                             f"make {f.name!r} a feature")
+        if f.role == "feature" and f.name in FLOW_KEY:
+            raise ValueError(f"{key}.role: {f.name!r} is part of the flow key; make it an attribute")
+        if f.encoding == "bits" and f.n_bits % 8:
+            raise ValueError(f"{key}.n_bits: must be a multiple of 8 (32 for IPv4, 128 for IPv6), got {f.n_bits}")
+        if f.encoding != "numeric" and (f.log1p or f.range is not None):
+            raise ValueError(f"{key}: log1p and range apply to numeric fields only (encoding is {f.encoding})")
+        if f.encoding != "categorical" and f.choices is not None:
+            raise ValueError(f"{key}.choices: applies to categorical fields only (encoding is {f.encoding})")
+
+
+def privacy_problems(config: "TraceSynthConfig") -> list[str]:
+    """What still reads private data outside a DP budget (NETSHARE.md section 9), one line per key.
+
+    Empty when every range, choice list, the time window and the word2vec model are fixed or public.
+    The pipeline calls this before DP training unless it fits the encoders on a public trace.
+    """
+    problems = []
+    for i, f in enumerate(config.fields):
+        if f.encoding == "numeric" and f.range is None:
+            problems.append(f"fields.{i} ({f.name}).range: set a fixed [min, max]")
+        if f.encoding == "categorical" and f.choices is None:
+            problems.append(f"fields.{i} ({f.name}).choices: list the possible values")
+        if f.encoding.startswith("word2vec") and config.word2vec.pretrained is None:
+            problems.append("word2vec.pretrained: give a model trained on a public trace")
+    if config.time.window is None:
+        problems.append("time.window: set the public [start, end] of the trace")
+    if config.time.interarrival_range is None:
+        problems.append("time.interarrival_range: set a fixed [min, max] in seconds")
+    return list(dict.fromkeys(problems))
+
+
 def _ip(name: str) -> FieldConfig:
     return FieldConfig(name=name, role="attribute", encoding="bits", n_bits=32)
 
 
 
 def _preset_pcap() -> TraceSynthConfig:
+    """NetShare's examples/pcap/config_example_pcap_nodp.json, with tracesynth's documented changes:
+    tcp_flags is modelled too, `flag` uses the values seen (NetShare fixes [0, 1, 2], which cannot encode
+    DF|MF or the reserved bit), inter-arrival gets log1p, and flows are capped at 100 records and split."""
     fields = [
         _ip("srcip"), _ip("dstip"),
         FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
         FieldConfig(name="dstport", role="attribute", encoding="word2vec_port"),
         FieldConfig(name="proto", role="attribute", encoding="word2vec_proto"),
-        FieldConfig(name="pkt_len", role="feature", encoding="numeric", log1p=True),
-        FieldConfig(name="tos", role="feature", encoding="numeric"),
-        FieldConfig(name="id", role="feature", encoding="numeric"),
+        FieldConfig(name="pkt_len", role="feature", encoding="numeric"),
+        FieldConfig(name="tos", role="feature", encoding="numeric", range=(0.0, 255.0)),
+        FieldConfig(name="id", role="feature", encoding="numeric", range=(0.0, 65535.0)),
         FieldConfig(name="flag", role="feature", encoding="categorical"),
-        FieldConfig(name="off", role="feature", encoding="numeric"),
-        FieldConfig(name="ttl", role="feature", encoding="numeric"),
+        FieldConfig(name="off", role="feature", encoding="numeric", range=(0.0, 8191.0)),
+        FieldConfig(name="ttl", role="feature", encoding="numeric", range=(0.0, 255.0)),
         FieldConfig(name="tcp_flags", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="packets", fields=fields, time=TimeConfig(column="time"),
@@ -180,6 +238,8 @@ def _preset_pcap() -> TraceSynthConfig:
 
 
 def _preset_netflow() -> TraceSynthConfig:
+    """NetShare's examples/netflow/config_example_netflow_nodp.json (td, pkt, byt log1p + min-max, the
+    label one-hot, sample_len 10); NetShare pads to the longest flow, tracesynth caps at 20 and splits."""
     fields = [
         _ip("srcip"), _ip("dstip"),
         FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
@@ -191,7 +251,7 @@ def _preset_netflow() -> TraceSynthConfig:
         FieldConfig(name="label", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="flows", fields=fields, time=TimeConfig(column="ts"),
-                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=1))
+                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=10))
 
 
 PRESETS = {"pcap": _preset_pcap, "netflow": _preset_netflow}

@@ -81,9 +81,9 @@ def read_trace(path: str | Path, *, mapping: dict[str, str] | None = None, flow_
         from .pcap import read_packets
 
         return read_packets(path, progress=progress)
-    from .netflow import read_flow_records
+    from .tables import read_table_file
 
-    return read_flow_records(path, mapping=mapping, fmt=flow_format, progress=progress)
+    return read_table_file(path, mapping=mapping, fmt=flow_format, progress=progress)
 
 
 def write_trace(table: pd.DataFrame, path: str | Path, **options: Any) -> Path:

@@ -1,0 +1,64 @@
+"""`tracesynth fit`, `generate` and `demo`: parse arguments, call one `tracesynth.api` function, print."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, out, progress_bar
+
+
+@app.command()
+def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow records (CSV/Parquet)."),
+        out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to create (or resume)."),
+        preset: Optional[str] = typer.Option(None, help="pcap or netflow (default: matches the trace)."),
+        config: Optional[Path] = typer.Option(None, help="YAML/JSON config file instead of a preset."),
+        epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs for chunk 0."),
+        chunks: Optional[int] = typer.Option(None, min=1, help="Number of time chunks."),
+        workers: int = typer.Option(1, min=1, help="Worker processes for the fine-tuned chunks."),
+        ray: Optional[str] = typer.Option(None, help="Ray cluster address, or 'local' for an in-process Ray."),
+        seed: Optional[int] = typer.Option(None, help="Training seed."),
+        device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing, different run folder."),
+        ) -> None:
+    """Fit a generative model of TRACE into a run folder (resumes an interrupted fit)."""
+    from .. import api
+
+    with progress_bar("fit") as bar:
+        result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
+                              workers=workers, ray=ray, seed=seed, device=device, force=force, progress=bar)
+    resumed = " (resumed)" if result["resumed"] else ""
+    out.print(f"fitted {result['records']} {result['kind']} records in {result['chunks']} chunk(s), "
+              f"{result['epochs']} epochs, {result['fit_s']:.1f} s{resumed} -> {result['run']}")
+
+
+@app.command()
+def generate(run: Path = typer.Argument(..., help="Run folder written by `tracesynth fit`."),
+             out_file: Path = typer.Option(..., "--out", "-o", help="Output .pcap, .csv or .parquet."),
+             seed: int = typer.Option(0, help="Sampling seed (same seed, same output)."),
+             scale: Optional[float] = typer.Option(None, help="Output size relative to the training trace."),
+             count: Optional[int] = typer.Option(None, min=0, help="Number of packets / flow records."),
+             ) -> None:
+    """Sample a synthetic trace from a fitted run."""
+    from .. import api
+
+    with progress_bar("generate") as bar:
+        result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, progress=bar)
+    out.print(f"wrote {result['records']} synthetic {result['kind']} records -> {result['out']}")
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's outputs."),
+         ) -> None:
+    """Fit the bundled sample, generate a synthetic PCAP and its NetFlow records (a few minutes)."""
+    from .. import api
+
+    with progress_bar("demo") as bar:
+        result = api.demo(out_dir, progress=bar)
+    out.print(f"sample:           {result['sample']}")
+    out.print(f"run folder:       {result['run']}  (fit in {result['fit_s']:.0f} s)")
+    out.print(f"synthetic pcap:   {result['pcap']}  ({result['packets']} packets)")
+    out.print(f"synthetic flows:  {result['flows']}")
+    if "report" in result:
+        out.print(f"report:           {result['report']}")

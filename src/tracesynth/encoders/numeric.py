@@ -1,0 +1,92 @@
+"""Continuous fields: optional log1p (heavy tails), then min-max to [0, 1] (sigmoid) or [-1, 1] (tanh).
+
+The range comes from the data (`fit`) or is fixed (`value_range`, required in DP mode so that the
+encoding does not read private data). Values outside a fixed range are clipped, and a warning says how
+many. Decoding clips to the range, so generated values always map back inside it; integer fields are
+rounded back to their dtype.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .base import Encoder, Span
+
+log = logging.getLogger(__name__)
+
+
+class NumericEncoder(Encoder):
+    def __init__(self, log1p: bool = False, scale: str = "zero_one",
+                 value_range: tuple[float, float] | None = None, name: str = "value"):
+        self.log1p = log1p
+        self.scale = scale
+        self.value_range = value_range
+        self.name = name
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.log1p(x) if self.log1p else x
+
+    def fit(self, values: np.ndarray) -> "NumericEncoder":
+        if self.scale not in ("zero_one", "minus_one_one"):
+            raise ValueError(f"{self.name}: scale must be zero_one or minus_one_one, got {self.scale!r}")
+        values = np.asarray(values)
+        self.dtype_ = str(values.dtype)
+        if self.value_range is not None:
+            lo, hi = self._forward(np.asarray(self.value_range, dtype=np.float64))
+        elif values.size:
+            if self.log1p and np.min(values) < 0:
+                raise ValueError(f"{self.name}: log1p needs non-negative values, found {np.min(values)}")
+            f = self._forward(values)
+            lo, hi = float(np.min(f)), float(np.max(f))
+        else:
+            lo, hi = 0.0, 1.0
+        self.min_, self.max_ = float(lo), float(hi)
+        return self
+
+    @property
+    def spans(self) -> list[Span]:
+        return [Span(1, "sigmoid" if self.scale == "zero_one" else "tanh")]
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """float64 [n, 1] in the scale's interval (the caller casts to float32)."""
+        self._check_fitted()
+        f = self._forward(values)
+        width = self.max_ - self.min_
+        unit = (f - self.min_) / width if width > 0 else np.zeros_like(f)
+        outside = (unit < 0) | (unit > 1)
+        if outside.any():
+            log.warning("%s: %d value(s) outside the range [%g, %g] were clipped", self.name, int(outside.sum()),
+                        *self._range())
+            unit = np.clip(unit, 0.0, 1.0)
+        out = unit if self.scale == "zero_one" else unit * 2.0 - 1.0
+        return out.reshape(-1, 1)
+
+    def inverse_transform(self, encoded: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        e = np.asarray(encoded, dtype=np.float64).reshape(-1)
+        unit = e if self.scale == "zero_one" else (e + 1.0) / 2.0
+        f = np.clip(unit, 0.0, 1.0) * (self.max_ - self.min_) + self.min_
+        x = np.expm1(f) if self.log1p else f
+        dtype = np.dtype(self.dtype_)
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+        return x.astype(dtype if dtype.kind == "f" else np.float64)
+
+    def _range(self) -> tuple[float, float]:
+        lo, hi = self.min_, self.max_
+        return (float(np.expm1(lo)), float(np.expm1(hi))) if self.log1p else (lo, hi)
+
+    def state(self) -> dict:
+        self._check_fitted()
+        return {"log1p": self.log1p, "scale": self.scale, "value_range": self.value_range, "name": self.name,
+                "dtype_": self.dtype_, "min_": self.min_, "max_": self.max_}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "NumericEncoder":
+        rng = state["value_range"]
+        enc = cls(state["log1p"], state["scale"], None if rng is None else tuple(rng), state["name"])
+        enc.dtype_, enc.min_, enc.max_ = state["dtype_"], state["min_"], state["max_"]
+        return enc

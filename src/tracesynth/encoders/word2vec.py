@@ -1,0 +1,158 @@
+"""Ports and protocols as word2vec embeddings ("IP2Vec", NetShare idea 2), with gensim 4.
+
+One sentence per record, `[port:SRC, port:DST, proto:P]`: typed tokens keep port 6 and protocol 6 apart.
+Training is seeded and single-threaded, so the same records give the same vectors. In DP mode the model
+is loaded from a file trained on a public trace instead (`PortProtoEmbedding.load`).
+
+Values encode as their L2-normalised vector (tanh head); decoding picks the exact cosine nearest
+neighbour among the known values of the same type (ports or protocols), in batched numpy.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NotFittedError, UserError
+from .base import Encoder, Span
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = {"port": "port:", "proto": "proto:"}
+#: similarity matrix elements computed per batch when decoding (bounds memory: 16M float32 = 64 MB)
+_BATCH_ELEMENTS = 1 << 24
+
+
+def sentences(srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray) -> list[list[str]]:
+    """One typed sentence per record. Tokens are built per distinct value, then gathered (vectorised)."""
+    def tokens(values: np.ndarray, prefix: str) -> np.ndarray:
+        uniq, inverse = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
+        names = np.array([f"{prefix}{v}" for v in uniq.tolist()], dtype=object)
+        return names[inverse]
+
+    cols = [tokens(srcport, "port:"), tokens(dstport, "port:"), tokens(proto, "proto:")]
+    return np.stack(cols, axis=1).tolist()
+
+
+class PortProtoEmbedding:
+    """The shared word2vec model over port and protocol tokens (NetShare: vector 10, window 5, CBOW)."""
+
+    def __init__(self, vector_size: int = 10, window: int = 5, min_count: int = 1, epochs: int = 5,
+                 sg: int = 0, seed: int = 0):
+        self.vector_size, self.window, self.min_count = vector_size, window, min_count
+        self.epochs, self.sg, self.seed = epochs, sg, seed
+
+    def fit(self, srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray) -> "PortProtoEmbedding":
+        from gensim.models import Word2Vec
+
+        corpus = sentences(srcport, dstport, proto)
+        if not corpus:
+            raise UserError("word2vec: no records to train the port/protocol embedding on")
+        model = Word2Vec(corpus, vector_size=self.vector_size, window=self.window, min_count=self.min_count,
+                         sg=self.sg, epochs=self.epochs, seed=self.seed, workers=1)
+        self.wv_ = model.wv
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PortProtoEmbedding":
+        """A saved model: a `save` of this class, or any gensim Word2Vec/KeyedVectors with typed tokens."""
+        from gensim.models import KeyedVectors, Word2Vec
+
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: word2vec model not found; check word2vec.pretrained")
+        try:
+            obj = KeyedVectors.load(str(path))
+        except Exception as exc:  # gensim raises a variety of unpickling errors on foreign files
+            raise UserError(f"{path}: not a gensim word2vec model ({type(exc).__name__}: {exc})") from None
+        wv = obj.wv if isinstance(obj, Word2Vec) else obj
+        emb = cls(vector_size=wv.vector_size)
+        emb.wv_ = wv
+        if not any(k.startswith(("port:", "proto:")) for k in wv.index_to_key[:1000]):
+            raise UserError(f"{path}: the model has no 'port:N' / 'proto:N' tokens; train it with tracesynth")
+        return emb
+
+    def save(self, path: str | Path) -> Path:
+        """gensim's own format (KeyedVectors.save); write it under a temporary name, then rename."""
+        from .._atomic import atomic_path
+
+        if not hasattr(self, "wv_"):
+            raise NotFittedError("PortProtoEmbedding is not fitted yet; call fit() first")
+        with atomic_path(path) as tmp:
+            self.wv_.save(str(tmp))
+        return Path(path)
+
+    def vocabulary(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values sorted ascending int64, their raw vectors float32) for `kind` 'port' or 'proto'."""
+        prefix = TOKEN_PREFIX[kind]
+        keys = [k for k in self.wv_.index_to_key if k.startswith(prefix)]
+        values = np.array([int(k[len(prefix):]) for k in keys], dtype=np.int64)
+        vectors = self.wv_[keys] if keys else np.zeros((0, self.wv_.vector_size), np.float32)
+        order = np.argsort(values)
+        return values[order], np.asarray(vectors, dtype=np.float32)[order]
+
+
+class Word2VecEncoder(Encoder):
+    """One field (a port or the protocol) through a shared `PortProtoEmbedding`.
+
+    `unknown`: what to do with a value the embedding never saw: "error", or "nearest_value" (use the
+    numerically closest known value of the same type; for a public model in DP mode).
+    """
+
+    def __init__(self, embedding: PortProtoEmbedding, kind: str = "port", unknown: str = "error",
+                 name: str = "value"):
+        self.embedding = embedding
+        self.kind = kind
+        self.unknown = unknown
+        self.name = name
+
+    def fit(self, values: np.ndarray | None = None) -> "Word2VecEncoder":
+        """Read the known values and their unit vectors from the (fitted) embedding."""
+        if not hasattr(self.embedding, "wv_"):
+            raise NotFittedError(f"{self.name}: the word2vec embedding is not fitted yet; fit it first")
+        if self.kind not in TOKEN_PREFIX:
+            raise ValueError(f"kind must be 'port' or 'proto', got {self.kind!r}")
+        values_, vectors = self.embedding.vocabulary(self.kind)
+        if not len(values_):
+            raise UserError(f"{self.name}: the word2vec model has no {self.kind} tokens")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.values_ = values_
+        self.unit_vectors_ = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        return self
+
+    @property
+    def spans(self) -> list[Span]:
+        return [Span(self.embedding.vector_size, "tanh")]
+
+    def _codes(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.int64)
+        idx = np.clip(np.searchsorted(self.values_, v), 0, len(self.values_) - 1)
+        missing = self.values_[idx] != v
+        if missing.any():
+            if self.unknown != "nearest_value":
+                bad = np.unique(v[missing])[:5].tolist()
+                raise UserError(f"{self.name}: {self.kind} value(s) {bad} are not in the word2vec vocabulary; "
+                                "train the embedding on this trace or use a model that covers them")
+            left = np.clip(idx - 1, 0, len(self.values_) - 1)
+            closer_left = np.abs(self.values_[left] - v) < np.abs(self.values_[idx] - v)
+            idx = np.where(missing & closer_left, left, idx)
+            log.warning("%s: %d value(s) not in the word2vec vocabulary mapped to the nearest known value",
+                        self.name, int(missing.sum()))
+        return idx
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return self.unit_vectors_[self._codes(values)]
+
+    def inverse_transform(self, encoded: np.ndarray) -> np.ndarray:
+        """Exact cosine nearest neighbour among the known values, in row batches."""
+        self._check_fitted()
+        q = np.asarray(encoded, dtype=np.float32)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        out = np.empty(len(q), dtype=np.int64)
+        step = max(1, _BATCH_ELEMENTS // len(self.values_))
+        for start in range(0, len(q), step):
+            sims = q[start:start + step] @ self.unit_vectors_.T
+            out[start:start + step] = np.argmax(sims, axis=1)
+        return self.values_[out]

@@ -1,0 +1,179 @@
+"""Packet capture reader: classic pcap, pcapng and gzip-compressed captures -> canonical packet table.
+
+The file is read with one `np.fromfile` (or decompressed once), the record walk (`_walk`) yields flat
+arrays of record offsets, lengths and timestamps, and `decode` extracts IPv4 fields with vectorised
+numpy. There is no per-packet Python code on the compiled path.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TraceFormatError
+from ..progress import ProgressCallback, emit
+from ..schema import PACKET_COLUMNS
+from . import ReadReport, Trace, sniff_format
+from ._walk import WALK_GARBAGE, WALK_OK, WALK_TRUNCATED, PacketRecords, walk_pcap
+from .decode import SUPPORTED_LINKTYPES, decode_ipv4, distinct_counts
+
+log = logging.getLogger(__name__)
+
+#: magic number (as read little-endian) -> (big-endian file, nanosecond timestamps)
+PCAP_MAGICS = {
+    0xA1B2C3D4: (False, False), 0xD4C3B2A1: (True, False),
+    0xA1B23C4D: (False, True), 0x4D3CB2A1: (True, True),
+}
+PCAP_HEADER_LEN = 24
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_GZIP_DEPTH = 3
+#: Refuse to inflate a gzip member beyond this many bytes (a decompression bomb, not a capture).
+MAX_GUNZIPPED = 4 << 30
+_CHUNK = 64 << 20
+
+EXTRA_COLUMNS = ("icmp_type", "icmp_code")
+
+
+def read_packets(path: str | Path, progress: ProgressCallback | None = None) -> Trace:
+    """Read a pcap / pcapng capture (optionally gzip-compressed, even twice) into the packet table.
+
+    Non-IPv4 packets are counted in `report.skipped` by reason; a truncated last record becomes a
+    warning; a damaged file raises `TraceFormatError` naming the file and byte offset.
+    """
+    path = Path(path)
+    fmt = sniff_format(path)
+    total = path.stat().st_size
+    emit(progress, "read", 0, total, "bytes")
+    # Memory-mapped, read-only: the page cache holds the bytes once, no second copy on the heap.
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    report = ReadReport(str(path), fmt)
+    if fmt == "gzip":
+        buf = gunzip_capture(buf, path, report)
+        fmt = report.notes["container"]
+        report.format = f"{fmt}+gzip"
+    if fmt == "pcap":
+        records = classic_records(buf, path, report)
+    elif fmt == "pcapng":
+        from .pcapng import pcapng_records
+
+        records = pcapng_records(buf, path, report)
+    else:
+        raise TraceFormatError(path, f"not a packet capture (looks like {fmt}); expected pcap or pcapng", 0)
+    emit(progress, "read", total * 0.5, total, "bytes", packets=int(records.data_off.shape[0]))
+    trace = build_trace(buf, records, report)
+    emit(progress, "read", total, total, "bytes", packets=report.records_kept)
+    return trace
+
+
+def build_trace(buf: np.ndarray, records: PacketRecords, report: ReadReport) -> Trace:
+    """Decode the records' IPv4 headers into the canonical table (+ icmp_type/icmp_code) and report."""
+    report.records_seen += int(records.data_off.shape[0])
+    report.link_types = distinct_counts(records.linktype)
+    keep, cols = decode_ipv4(buf, records.data_off, records.caplen, records.linktype, report)
+    cols["time"] = records.time if keep.shape[0] == records.time.shape[0] else records.time[keep]
+    order = [*PACKET_COLUMNS, *EXTRA_COLUMNS]
+    table = pd.DataFrame({c: np.asarray(cols[c], dtype=PACKET_COLUMNS.get(c, cols[c].dtype)) for c in order},
+                         copy=False)
+    report.records_kept = int(keep.shape[0])
+    for msg in report.warnings:
+        log.warning(msg)
+    return Trace(table, "packets", report)
+
+
+def check_walk(path: Path, status: int, stop: int, n_records: int, report: ReadReport, what: str) -> None:
+    """Turn a walk's end state into a warning (records were kept) or one TraceFormatError (none were)."""
+    if status == WALK_OK:
+        return
+    where = " of the decompressed data" if report.notes.get("container") else ""
+    if status == WALK_TRUNCATED:
+        reason = f"{what} is cut short (file truncated)"
+    else:
+        reason = f"{what} header is corrupt (impossible length or magic)"
+    if n_records == 0:
+        raise TraceFormatError(path, f"{reason}{where}; no packets could be read. Is the capture complete?",
+                               stop)
+    report.warnings.append(f"{path}: {reason} at byte offset {stop}{where}; kept the {n_records} packets "
+                           "before it")
+    report.notes["stopped_at_offset"] = int(stop)
+
+
+def classic_records(buf: np.ndarray, path: Path, report: ReadReport) -> PacketRecords:
+    """Walk a classic pcap: global header, then 16-byte record headers, in either byte order."""
+    if buf.shape[0] < PCAP_HEADER_LEN:
+        raise TraceFormatError(path, f"pcap global header is cut short ({buf.shape[0]} of 24 bytes)", 0)
+    head = buf[:PCAP_HEADER_LEN].tobytes()
+    magic = int.from_bytes(head[:4], "little")
+    if magic not in PCAP_MAGICS:
+        raise TraceFormatError(path, f"bad pcap magic 0x{magic:08x}", 0)
+    big, nano = PCAP_MAGICS[magic]
+    order = "big" if big else "little"
+    snaplen = int.from_bytes(head[16:20], order)
+    linktype = int.from_bytes(head[20:24], order) & 0xFFFF
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise TraceFormatError(path, f"link type {linktype} is not supported (supported: "
+                               f"{', '.join(map(str, sorted(SUPPORTED_LINKTYPES)))}); convert the capture "
+                               "to Ethernet or raw IP (e.g. with tcprewrite or editcap -T)", 20)
+    report.notes["byte_order"] = order
+    report.notes["timestamp_resolution"] = "ns" if nano else "us"
+    rec_off, caplen, wirelen, ts_sec, ts_frac, stop, status = walk_pcap(buf, PCAP_HEADER_LEN, big, snaplen)
+    check_walk(path, status, stop, rec_off.shape[0], report, "pcap record")
+    time = ts_sec.astype(np.float64) + ts_frac.astype(np.float64) * (1e-9 if nano else 1e-6)
+    return PacketRecords(rec_off, caplen, wirelen, np.full(rec_off.shape, linktype, np.int64), time)
+
+
+def _inflate_members(data: bytes, path: Path, report: ReadReport) -> bytes:
+    """Inflate every gzip member of `data`; a truncated stream keeps what inflated, with a warning."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        pending = data
+        try:
+            while not inflater.eof:
+                chunk = inflater.decompress(pending, _CHUNK)
+                pending = inflater.unconsumed_tail
+                out.append(chunk)
+                size += len(chunk)
+                if size > MAX_GUNZIPPED:
+                    raise TraceFormatError(path, f"gzip data inflates beyond {MAX_GUNZIPPED >> 30} GiB; "
+                                           "decompress it yourself if it really is a capture", 0)
+                if not chunk and not pending:
+                    break
+        except zlib.error as exc:
+            if not out:
+                raise TraceFormatError(path, f"corrupt gzip data ({exc})", 0) from None
+            report.warnings.append(f"{path}: gzip data is corrupt after {size} decompressed bytes ({exc}); "
+                                   "reading what came before")
+            break
+        if not inflater.eof:
+            report.warnings.append(f"{path}: gzip stream is truncated after {size} decompressed bytes")
+            break
+        data = inflater.unused_data
+        if not data.strip(b"\x00"):
+            break
+        if not data.startswith(GZIP_MAGIC):
+            report.warnings.append(f"{path}: ignored {len(data)} bytes of trailing garbage after the gzip data")
+            break
+    return b"".join(out)
+
+
+def gunzip_capture(buf: np.ndarray, path: Path, report: ReadReport) -> np.ndarray:
+    """Inflate a gzip-compressed capture (up to MAX_GZIP_DEPTH times) and check that it is pcap/pcapng."""
+    data = buf.tobytes()
+    depth = 0
+    while data[:2] == GZIP_MAGIC and depth < MAX_GZIP_DEPTH:
+        data = _inflate_members(data, path, report)
+        depth += 1
+    report.notes["gzip_layers"] = depth
+    magic = int.from_bytes(data[:4], "little") if len(data) >= 4 else None
+    if magic in PCAP_MAGICS:
+        report.notes["container"] = "pcap"
+    elif data[:4] == b"\x0a\x0d\x0d\x0a":
+        report.notes["container"] = "pcapng"
+    else:
+        raise TraceFormatError(path, "gzip-compressed file does not contain a pcap or pcapng capture "
+                               f"(decompressed data starts with {data[:8]!r})", 0)
+    return np.frombuffer(data, dtype=np.uint8)

@@ -1,0 +1,144 @@
+"""Classic pcap writer for the canonical packet table: header-only capture, every field kept.
+
+Each packet becomes one record: [Ethernet II (optional)] + IPv4 header (20 bytes, no options, valid
+checksum, total length = pkt_len) + TCP (20 bytes) or UDP (8 bytes) header when the packet is a first
+fragment (off == 0) of protocol 6 / 17; other protocols and later fragments get the IP header only.
+The payload is not captured: captured length = headers, wire length = pkt_len (+14 for Ethernet).
+
+TCP/UDP checksums follow one rule (docs/packet-formats.md): the standard Internet checksum over the
+pseudo-header (L4 length = pkt_len - 20) and the full L4 header, with the uncaptured payload taken as
+zero bytes, i.e. the checksum the packet would carry if its payload were all zeros.
+
+All headers are built at once as a numpy structured array and written with one `write` per block of
+rows, through `tracesynth._atomic` so an interrupted write never leaves a file that looks complete.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._atomic import atomic_open
+from ..errors import UserError
+from ..schema import canonicalize
+
+LINKTYPES = {"raw": 101, "ethernet": 1}
+SNAPLEN = 262144
+TCP_WINDOW = 65535
+ETH_DST, ETH_SRC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
+_BLOCK_ROWS = 1 << 20
+
+_IP_FIELDS = [("ver_ihl", "u1", 0), ("tos", "u1", 1), ("len", ">u2", 2), ("id", ">u2", 4),
+              ("frag", ">u2", 6), ("ttl", "u1", 8), ("p", "u1", 9), ("sum", ">u2", 10),
+              ("src", ">u4", 12), ("dst", ">u4", 16)]
+_L4_FIELDS = [("sport", ">u2", 0), ("dport", ">u2", 2), ("seq", ">u4", 4), ("ack", ">u4", 8),
+              ("doff", "u1", 12), ("flags", "u1", 13), ("win", ">u2", 14), ("tsum", ">u2", 16),
+              ("urp", ">u2", 18), ("ulen", ">u2", 4), ("usum", ">u2", 6)]
+
+
+def _record_dtype(eth: bool) -> np.dtype:
+    """One record as bytes: pcap record header, optional Ethernet, IPv4, a 20-byte L4 area (TCP/UDP)."""
+    names, formats, offsets = ["ts_sec", "ts_frac", "incl_len", "orig_len"], ["<u4"] * 4, [0, 4, 8, 12]
+    ip_at = 16
+    if eth:
+        names += ["eth_dst", "eth_src", "eth_type"]
+        formats += ["V6", "V6", ">u2"]
+        offsets += [16, 22, 28]
+        ip_at = 30
+    for name, fmt, at in _IP_FIELDS:
+        names.append(name), formats.append(fmt), offsets.append(ip_at + at)
+    for name, fmt, at in _L4_FIELDS:
+        names.append(name), formats.append(fmt), offsets.append(ip_at + 20 + at)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": ip_at + 40})
+
+
+def _fold(total: np.ndarray) -> np.ndarray:
+    """Ones'-complement checksum of a sum of 16-bit words."""
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return (~total & 0xFFFF).astype(np.uint16)
+
+
+def _words(v: np.ndarray) -> np.ndarray:
+    """Sum of the two 16-bit halves of 32-bit values (for checksums over addresses)."""
+    v = v.astype(np.uint64)
+    return (v >> 16) + (v & 0xFFFF)
+
+
+def _timestamps(time: np.ndarray, nanosecond: bool, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Split epoch seconds into whole seconds and micro/nanoseconds, rounding with carry."""
+    if not np.isfinite(time).all() or (time < 0).any() or (time >= 2**32).any():
+        raise UserError(f"{path}: column 'time' must hold epoch seconds in [0, 2^32) to fit a pcap")
+    scale = 10**9 if nanosecond else 10**6
+    sec = np.floor(time)
+    frac = np.rint((time - sec) * scale).astype(np.int64)
+    carry = frac >= scale
+    sec, frac = sec.astype(np.int64) + carry, np.where(carry, frac - scale, frac)
+    return sec.astype(np.uint32), frac.astype(np.uint32)
+
+
+def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) -> np.ndarray:
+    """The bytes of every record of one block of rows, concatenated."""
+    n = t["time"].shape[0]
+    dt = _record_dtype(eth)
+    rec = np.zeros(n, dt)
+    pkt_len = t["pkt_len"].astype(np.int64)
+    first = t["off"] == 0
+    tcp, udp = first & (t["proto"] == 6), first & (t["proto"] == 17)
+    l4_len = np.where(tcp, 20, np.where(udp, 8, 0))
+    l4_cap = np.clip(pkt_len - 20, 0, l4_len)  # what fits inside pkt_len
+    link = 14 if eth else 0
+    caplen = link + 20 + l4_cap
+    rec["ts_sec"], rec["ts_frac"] = _timestamps(t["time"], nanosecond, path)
+    rec["incl_len"] = caplen
+    rec["orig_len"] = np.maximum(pkt_len + link, caplen)
+    if eth:
+        rec["eth_dst"], rec["eth_src"], rec["eth_type"] = ETH_DST, ETH_SRC, 0x0800
+    frag = (t["flag"].astype(np.uint16) << 13) | (t["off"].astype(np.uint16) & 0x1FFF)
+    rec["ver_ihl"], rec["tos"], rec["len"], rec["id"] = 0x45, t["tos"], t["pkt_len"], t["id"]
+    rec["frag"], rec["ttl"], rec["p"], rec["src"], rec["dst"] = frag, t["ttl"], t["proto"], t["srcip"], t["dstip"]
+    addr = _words(t["srcip"]) + _words(t["dstip"])
+    rec["sum"] = _fold(addr + (0x4500 | t["tos"].astype(np.uint64)) + t["pkt_len"] + t["id"] + frag
+                       + (t["ttl"].astype(np.uint64) << 8) + t["proto"])
+    ports = t["srcport"].astype(np.uint64) + t["dstport"]
+    seg_len = np.clip(pkt_len - 20, 0, 0xFFFF).astype(np.uint64)
+    rec["sport"] = np.where(tcp | udp, t["srcport"], 0)
+    rec["dport"] = np.where(tcp | udp, t["dstport"], 0)
+    rec["doff"] = np.where(tcp, 0x50, 0)
+    rec["flags"] = np.where(tcp, t["tcp_flags"], 0)
+    rec["win"] = np.where(tcp, TCP_WINDOW, 0)
+    tsum = _fold(addr + 6 + seg_len + ports + (0x5000 | t["tcp_flags"].astype(np.uint64)) + TCP_WINDOW)
+    rec["tsum"] = np.where(tcp, tsum, 0)
+    usum = _fold(addr + 17 + 2 * seg_len + ports)  # UDP length appears in pseudo-header and header
+    rec["ulen"] = np.where(udp, seg_len, 0)
+    rec["usum"] = np.where(udp, np.where(usum == 0, 0xFFFF, usum), 0)
+    keep = np.arange(dt.itemsize)[None, :] < (16 + link + 20 + l4_cap)[:, None]
+    return rec.view(np.uint8).reshape(n, dt.itemsize)[keep]
+
+
+def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
+               nanosecond: bool = False) -> Path:
+    """Write the packet table as a classic pcap (little-endian, µs or ns timestamps). Atomic.
+
+    `linktype` "raw" (LINKTYPE_RAW, 101) or "ethernet" (1, fixed locally administered MACs).
+    """
+    path = Path(path)
+    if linktype not in LINKTYPES:
+        raise UserError(f"{path}: unknown pcap link type {linktype!r}; use 'raw' or 'ethernet'")
+    try:
+        table = canonicalize(table, "packets")
+    except KeyError as exc:
+        raise UserError(f"{path}: cannot write a pcap: {exc.args[0]}") from None
+    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+    header = np.array([(magic, 2, 4, 0, 0, SNAPLEN, LINKTYPES[linktype])],
+                      dtype=[("magic", "<u4"), ("major", "<u2"), ("minor", "<u2"), ("zone", "<i4"),
+                             ("sigfigs", "<u4"), ("snaplen", "<u4"), ("linktype", "<u4")])
+    cols = {c: table[c].to_numpy() for c in ("time", "srcip", "dstip", "srcport", "dstport", "proto",
+                                             "pkt_len", "tos", "id", "flag", "off", "ttl", "tcp_flags")}
+    with atomic_open(path) as fh:
+        fh.write(header.tobytes())
+        for start in range(0, len(table), _BLOCK_ROWS):
+            block = {c: v[start:start + _BLOCK_ROWS] for c, v in cols.items()}
+            fh.write(_records(block, linktype == "ethernet", nanosecond, path).tobytes())
+    return path

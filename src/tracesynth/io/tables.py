@@ -1,0 +1,191 @@
+"""Canonical tables on disk: CSV and Parquet, for packets and flow records.
+
+tracesynth's own CSV has a header with exactly the canonical names (extra columns after them), IPv4
+addresses as dotted quads, the protocol as a number and times in seconds with 9 decimals, so that a CSV
+written here reads back into the same table and writes out byte for byte the same. Parquet keeps the
+canonical dtypes exactly. Anything that is not a canonical table goes to the flow-record readers
+(`tracesynth.io.netflow`), which know the foreign formats.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._atomic import atomic_path
+from ..errors import TraceFormatError, UserError
+from ..progress import ProgressCallback, emit
+from ..schema import FLOW_COLUMNS, PACKET_COLUMNS, TraceKind, canonicalize, columns_for, table_kind
+from . import ReadReport, Trace, sniff_format
+from .ipaddr import ip_to_uint32, uint32_to_ip
+
+log = logging.getLogger(__name__)
+
+IP_COLUMNS = ("srcip", "dstip")
+#: Decimals written for every float column: nanoseconds, which a float64 epoch time cannot exceed.
+TIME_DECIMALS = 9
+
+
+# ----------------------------------------------------------------------------------------------- write
+def write_table(table: pd.DataFrame, path: str | Path, *, fmt: str | None = None, **_ignored: Any) -> Path:
+    """Write a canonical packet or flow table as CSV or Parquet (chosen by `fmt` or the suffix), atomically.
+
+    Options meant for other writers (link type, nanosecond pcap) are ignored so `write_trace` can pass
+    the same options whatever the output is.
+    """
+    path = Path(path)
+    fmt = fmt or {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(path.suffix.lower())
+    if fmt not in ("csv", "parquet"):
+        raise UserError(f"{path}: cannot tell the table format from suffix {path.suffix!r}; use .csv or .parquet")
+    try:
+        table = canonicalize(table)
+    except KeyError as exc:
+        raise UserError(f"{path}: cannot write table: {exc.args[0]}") from None
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            _csv_frame(table).to_csv(tmp, index=False, float_format=f"%.{TIME_DECIMALS}f", lineterminator="\n")
+    log.info("wrote %d rows to %s", len(table), path)
+    return path
+
+
+def _csv_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as it appears in CSV: IPs as dotted quads, everything else unchanged."""
+    out = table.copy(deep=False)
+    for col in IP_COLUMNS:
+        out[col] = uint32_to_ip(table[col].to_numpy())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ read
+def read_table_file(path: str | Path, mapping: dict[str, str] | None = None, fmt: str | None = None,
+                    progress: ProgressCallback | None = None) -> Trace:
+    """Read any non-capture trace: a canonical packet/flow table (CSV or Parquet) or a flow-record file.
+
+    A canonical table is recognised by its header (`time` + the packet columns, or the flow columns in
+    canonical order); everything else, or any call with `mapping` or `fmt`, goes to the flow readers.
+    """
+    path = Path(path)
+    container = sniff_format(path)
+    if container == "parquet":
+        raw = _read_parquet(path)
+        kind = None if (mapping or fmt) else _canonical_kind(list(raw.columns))
+        if kind is not None:
+            return _canonical_trace(raw, kind, path, "parquet", progress)
+        from .netflow import flows_from_frame
+
+        return flows_from_frame(raw, path, fmt=fmt or "generic", mapping=mapping, progress=progress)
+    header = _first_line(path)
+    if not (mapping or fmt):
+        kind = _canonical_kind(_split_header(header))
+        if kind is not None:
+            raw = _read_canonical_csv(path, header)
+            return _canonical_trace(raw, kind, path, "csv", progress)
+    from .netflow import read_flow_records
+
+    return read_flow_records(path, mapping=mapping, fmt=fmt, progress=progress)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a damaged file
+        raise TraceFormatError(path, f"not a readable Parquet file ({exc}); re-export it") from None
+
+
+def _first_line(path: Path) -> str:
+    """The first non-empty line, decoded; binary files that are not captures get a clear error."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the buffer end
+            raise TraceFormatError(path, "not a pcap/pcapng capture, Parquet file or text flow-record file "
+                                   "(binary content); check the file", exc.start) from None
+        text = head[:exc.start].decode("utf-8")
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip().lstrip("\ufeff")
+    raise TraceFormatError(path, "file holds only blank lines; expected a capture or a flow CSV", 0)
+
+
+def _split_header(header: str) -> list[str]:
+    sep = "\t" if "\t" in header and "," not in header else ","
+    return [c.strip() for c in header.split(sep)]
+
+
+def _canonical_kind(columns: list[str]) -> TraceKind | None:
+    """Which canonical table a header belongs to, or None when it is some other format."""
+    if all(c in columns for c in PACKET_COLUMNS):
+        return "packets"
+    if columns[:len(FLOW_COLUMNS)] == list(FLOW_COLUMNS):
+        return "flows"
+    return None
+
+
+def _read_canonical_csv(path: Path, header: str) -> pd.DataFrame:
+    sep = "\t" if "\t" in header and "," not in header else ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype={c: "string" for c in IP_COLUMNS}, keep_default_na=False,
+                           na_values=[""], low_memory=False)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise TraceFormatError(path, f"malformed CSV ({exc}); every row needs the header's columns") from None
+
+
+def _canonical_trace(raw: pd.DataFrame, kind: TraceKind, path: Path, container: str,
+                     progress: ProgressCallback | None) -> Trace:
+    """Validate and cast a canonical table read from disk; errors name the line and column."""
+    emit(progress, "read", 0, len(raw), "records")
+    cols = columns_for(kind)
+    out: dict[str, np.ndarray] = {}
+    for col, dtype in cols.items():
+        out[col] = canonical_column(raw[col], col, dtype, path, first_line=2 if container == "csv" else None)
+    table = pd.DataFrame(out)
+    for col in raw.columns:
+        if col not in cols:
+            table[col] = raw[col].to_numpy()
+    report = ReadReport(path=str(path), format=f"tracesynth-{kind}-{container}",
+                        records_seen=len(table), records_kept=len(table))
+    emit(progress, "read", len(table), len(table), "records")
+    return Trace(canonicalize(table, kind), kind, report)
+
+
+def canonical_column(values: pd.Series, col: str, dtype: np.dtype, path: Path,
+                     first_line: int | None = 2) -> np.ndarray:
+    """Cast one column to its canonical dtype; a bad value raises UserError naming line and column.
+
+    `first_line` is the file line of the first row (None for Parquet, where rows are named instead).
+    """
+    if col in IP_COLUMNS:
+        bad = ~values.astype("string").str.fullmatch(r"\d{1,3}(\.\d{1,3}){3}|\d{1,10}").fillna(False)
+        _raise_first(bad.to_numpy(bool), values, col, "an IPv4 address", path, first_line)
+        return ip_to_uint32(values.astype("string").to_numpy(dtype=object), source=str(path), column=col)
+    numbers = pd.to_numeric(values, errors="coerce")
+    arr = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    if dtype.kind == "f":
+        _raise_first(np.isnan(arr), values, col, "a number", path, first_line)
+        return arr.astype(dtype)
+    info = np.iinfo(dtype)
+    bad = np.isnan(arr) | (arr < info.min) | (arr > info.max) | (arr != np.floor(arr))
+    _raise_first(bad, values, col, f"an integer in {info.min}..{info.max}", path, first_line)
+    if numbers.dtype.kind in "iu":  # exact for the full uint64 range of byte counters
+        return numbers.to_numpy().astype(dtype)
+    return arr.astype(dtype)
+
+
+def _raise_first(bad: np.ndarray, values: pd.Series, col: str, what: str, path: Path,
+                 first_line: int | None) -> None:
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    where = f"line {first_line + row}" if first_line is not None else f"row {row}"
+    raise UserError(f"{path}: {where}, column {col!r}: {values.iloc[row]!r} is not {what}; "
+                    "fix or remove that row")
+
+
+__all__ = ["write_table", "read_table_file", "canonical_column"]

@@ -1,0 +1,135 @@
+"""DoppelGANger: the four networks built from the encoders' spans, sampling, and a manifest summary.
+
+`DoppelGANger(attribute_spans, feature_spans, max_len, model_cfg, seed)` consumes EncodedFlows-shaped
+arrays (attributes [n, A], features [n, L, D], gen_flags [n, L]) and generates the same shapes with
+activations applied. Weights initialise from `seed` without touching torch's global RNG, so two models
+built with the same seed are identical. Save and restore through `state_dict` / `load_state_dict`;
+the span layout and sizes are constructor arguments (see `describe()`), not part of the state.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..encoders.base import Span, total_dim
+from ..errors import UserError
+from .networks import AttributeCritic, AttributeGenerator, Critic, FeatureGenerator, mask_to_flags
+
+
+class DoppelGANger(nn.Module):
+    """Attribute generator + LSTM feature generator + critic + auxiliary attribute critic."""
+
+    def __init__(self, attribute_spans: list[Span], feature_spans: list[Span], max_len: int,
+                 model_cfg: ModelConfig | None = None, seed: int = 0):
+        super().__init__()
+        cfg = model_cfg or ModelConfig()
+        if max_len < 1 or max_len % cfg.sample_len:
+            raise UserError(f"model.sample_len ({cfg.sample_len}) must divide flow_length.max_flow_len "
+                            f"({max_len}); choose a divisor")
+        if not attribute_spans or not feature_spans:
+            raise UserError("the model needs at least one attribute and one feature field; check `fields`")
+        self.attribute_spans = list(attribute_spans)
+        self.feature_spans = list(feature_spans)
+        self.max_len = int(max_len)
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.attribute_dim = total_dim(self.attribute_spans)
+        self.feature_dim = total_dim(self.feature_spans)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.attribute_generator = AttributeGenerator(self.attribute_spans, cfg)
+            self.feature_generator = FeatureGenerator(self.attribute_spans, self.feature_spans, max_len, cfg)
+            self.critic = Critic(self.attribute_dim, self.feature_dim + 2, max_len,
+                                 cfg.critic_num_layers, cfg.critic_num_units)
+            self.attr_critic = AttributeCritic(self.attribute_dim, cfg.attr_critic_num_layers,
+                                               cfg.attr_critic_num_units)
+
+    @property
+    def device(self) -> torch.device:
+        return self.attribute_generator.head.weight.device
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return list(self.attribute_generator.parameters()) + list(self.feature_generator.parameters())
+
+    # ---- training-time sampling (tensors, graph kept) -------------------------------------------
+    def sample(self, n: int, generator: torch.Generator, attributes: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample n flows as tensors on the model's device.
+
+        Returns (attributes [n, A], records [n, L, D+2] incl. the flag head, masked; gen_flags [n, L]).
+        Given `attributes`, only the time series is sampled, conditioned on them (returned unchanged).
+        """
+        device = self.device
+        if attributes is None:
+            z_a = torch.randn(n, self.cfg.attribute_noise_dim, generator=generator,
+                              device=generator.device).to(device)
+            attributes = self.attribute_generator(z_a)
+        steps = self.feature_generator.steps
+        z_f = torch.randn(n, steps, self.cfg.feature_noise_dim, generator=generator,
+                          device=generator.device).to(device)
+        records, gen_flags = self.feature_generator(attributes, z_f)
+        return attributes, records, gen_flags
+
+    def real_records(self, features: torch.Tensor, gen_flags: torch.Tensor) -> torch.Tensor:
+        """Real data in the critic's layout: features [n, L, D], gen_flags [n, L] -> [n, L, D+2]."""
+        return torch.cat([features * gen_flags.unsqueeze(-1), mask_to_flags(gen_flags)], dim=-1)
+
+    # ---- generation (numpy out) --------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
+                 batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Generate n flows: (attributes [n, A], features [n, L, D], gen_flags [n, L]) as float32 arrays.
+
+        Features are zero after each flow's end; every flow has at least one record. With `attributes`
+        (float32 [n, A], e.g. NetShare's merged per-chunk attribute list) only the time series is
+        generated and the given attributes are returned unchanged. Runs in eval mode (BatchNorm uses
+        its running statistics) and restores the previous mode afterwards.
+        """
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
+        if attributes is not None:
+            attributes = np.asarray(attributes, dtype=np.float32)
+            if attributes.ndim != 2 or attributes.shape[1] != self.attribute_dim:
+                raise UserError(f"attributes must have shape [n, {self.attribute_dim}], got {attributes.shape}")
+            n = attributes.shape[0]
+        was_training = self.training
+        self.eval()
+        try:
+            parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                given = None if attributes is None else torch.from_numpy(attributes[start:stop]).to(self.device)
+                attrs, records, flags = self.sample(stop - start, generator, given)
+                parts.append((attrs.cpu().numpy(), records[..., :self.feature_dim].cpu().numpy(),
+                              flags.cpu().numpy()))
+        finally:
+            self.train(was_training)
+        if not parts:
+            return (np.zeros((0, self.attribute_dim), np.float32),
+                    np.zeros((0, self.max_len, self.feature_dim), np.float32),
+                    np.zeros((0, self.max_len), np.float32))
+        out = tuple(np.concatenate(p, axis=0).astype(np.float32, copy=False) for p in zip(*parts))
+        if attributes is not None:
+            out = (attributes.copy(), out[1], out[2])
+        return out  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, Any]:
+        """Small JSON-friendly summary for the run manifest (and checkpoint compatibility checks)."""
+        def count(module: nn.Module) -> int:
+            return int(sum(p.numel() for p in module.parameters()))
+
+        return {
+            "architecture": "DoppelGANger",
+            "attribute_spans": [[s.dim, s.activation] for s in self.attribute_spans],
+            "feature_spans": [[s.dim, s.activation] for s in self.feature_spans],
+            "max_len": self.max_len,
+            "sample_len": self.cfg.sample_len,
+            "model": self.cfg.model_dump(mode="json"),
+            "parameters": {"attribute_generator": count(self.attribute_generator),
+                           "feature_generator": count(self.feature_generator),
+                           "critic": count(self.critic), "attr_critic": count(self.attr_critic)},
+        }

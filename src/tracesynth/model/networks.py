@@ -1,0 +1,185 @@
+"""DoppelGANger's networks as plain nn.Modules (no I/O, no training logic).
+
+Shapes use n = flows in the batch, A = attribute width, L = max flow length (records per flow sample),
+S = `sample_len` (records emitted per LSTM step), T = L / S, D = feature width per record (without the
+generation flag). The generator emits each record as D features plus a 2-way generation-flag softmax
+("continues", "ends"), so the per-record width the critic sees is D + 2.
+
+Output layouts come from the encoders' `Span` lists: one activation per span, applied in one pass per
+(activation, width) group so that 64 IP-bit heads cost one softmax call, not 64.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..encoders.base import Span, total_dim
+
+#: the generation flag head: index 0 = the flow continues after this record, 1 = this record is its last
+FLAG_SPAN = Span(2, "softmax")
+
+
+class SpanActivation(nn.Module):
+    """Apply each span's activation to its columns of the last axis; `discretize` one-hots softmax spans.
+
+    Spans are grouped (softmax by width, sigmoid, tanh); each group is gathered with one index tensor,
+    activated at once and scattered back through a fixed permutation, which keeps autograd simple.
+    """
+
+    def __init__(self, spans: list[Span]):
+        super().__init__()
+        self.spans = list(spans)
+        self.dim = total_dim(self.spans)
+        softmax: dict[int, list[list[int]]] = {}
+        plain: dict[str, list[int]] = {"sigmoid": [], "tanh": []}
+        start = 0
+        for span in self.spans:
+            cols = list(range(start, start + span.dim))
+            if span.activation == "softmax":
+                softmax.setdefault(span.dim, []).append(cols)
+            else:
+                plain[span.activation].extend(cols)
+            start += span.dim
+        self._softmax_dims = sorted(softmax)
+        order: list[int] = []
+        for width in self._softmax_dims:
+            idx = torch.tensor(softmax[width], dtype=torch.long)  # [k, width]
+            self.register_buffer(f"_softmax_{width}", idx, persistent=False)
+            order.extend(idx.flatten().tolist())
+        for name in ("sigmoid", "tanh"):
+            self.register_buffer(f"_{name}", torch.tensor(plain[name], dtype=torch.long), persistent=False)
+            order.extend(plain[name])
+        perm = torch.tensor(order, dtype=torch.long)
+        self._identity = bool(torch.equal(perm, torch.arange(self.dim)))
+        self.register_buffer("_inverse", torch.argsort(perm), persistent=False)
+
+    def _groups(self, x: torch.Tensor, softmax_fn, plain_fns) -> torch.Tensor:
+        parts = []
+        for width in self._softmax_dims:
+            idx = getattr(self, f"_softmax_{width}")  # [k, width]
+            parts.append(softmax_fn(x[..., idx]).flatten(-2))  # [..., k * width]
+        for name in ("sigmoid", "tanh"):
+            idx = getattr(self, f"_{name}")
+            if idx.numel():
+                parts.append(plain_fns[name](x[..., idx]))
+        out = torch.cat(parts, dim=-1)
+        return out if self._identity else out[..., self._inverse]
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """raw [..., dim] logits -> [..., dim] with softmax / sigmoid / tanh per span."""
+        return self._groups(raw, lambda z: torch.softmax(z, dim=-1),
+                            {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
+
+    def discretize(self, values: torch.Tensor) -> torch.Tensor:
+        """values [..., dim] -> one-hot argmax on softmax spans, other spans unchanged."""
+        def one_hot(z: torch.Tensor) -> torch.Tensor:
+            return nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
+
+        return self._groups(values, one_hot, {"sigmoid": lambda z: z, "tanh": lambda z: z})
+
+
+def _mlp(in_dim: int, num_layers: int, num_units: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(num_layers):
+        layers += [nn.Linear(width, num_units), nn.ReLU()]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(num_units))
+        width = num_units
+    return layers
+
+
+class AttributeGenerator(nn.Module):
+    """MLP (Linear-ReLU-BatchNorm) x layers, then one head per attribute span: noise [n, z_a] -> [n, A]."""
+
+    def __init__(self, attribute_spans: list[Span], cfg: ModelConfig):
+        super().__init__()
+        self.noise_dim = cfg.attribute_noise_dim
+        self.body = nn.Sequential(*_mlp(self.noise_dim, cfg.attribute_num_layers, cfg.attribute_num_units, True))
+        self.head = nn.Linear(cfg.attribute_num_units, total_dim(attribute_spans))
+        self.activation = SpanActivation(attribute_spans)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.head(self.body(noise)))  # [n, A]
+
+
+class FeatureGenerator(nn.Module):
+    """LSTM over T = L / S steps; input per step = [discretised attributes, noise]; S records per step.
+
+    No autoregressive feedback (as in DoppelGANger), so the whole sequence runs through one fused
+    nn.LSTM call. After the first record whose flag says "ends", every later record (features and flag)
+    is zeroed, matching the zero padding of real flows.
+    """
+
+    def __init__(self, attribute_spans: list[Span], feature_spans: list[Span], max_len: int, cfg: ModelConfig):
+        super().__init__()
+        if max_len % cfg.sample_len:
+            raise ValueError(f"sample_len {cfg.sample_len} must divide max_len {max_len}")
+        self.max_len = max_len
+        self.sample_len = cfg.sample_len
+        self.steps = max_len // cfg.sample_len
+        self.noise_dim = cfg.feature_noise_dim
+        self.feature_dim = total_dim(feature_spans)
+        self.attribute_activation = SpanActivation(attribute_spans)  # for discretize only
+        self.lstm = nn.LSTM(total_dim(attribute_spans) + self.noise_dim, cfg.feature_num_units,
+                            num_layers=cfg.feature_num_layers, batch_first=True)
+        self.head = nn.Linear(cfg.feature_num_units, cfg.sample_len * (self.feature_dim + 2))
+        self.activation = SpanActivation(list(feature_spans) + [FLAG_SPAN])
+
+    def forward(self, attributes: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """attributes [n, A], noise [n, T, z_f] -> (records [n, L, D + 2] masked, gen_flags [n, L] 0/1)."""
+        n = attributes.shape[0]
+        condition = self.attribute_activation.discretize(attributes.detach())  # [n, A]
+        steps_in = torch.cat([condition.unsqueeze(1).expand(n, self.steps, -1), noise], dim=-1)  # [n, T, A+z_f]
+        hidden, _ = self.lstm(steps_in)  # [n, T, units]
+        raw = self.head(hidden).reshape(n, self.max_len, self.feature_dim + 2)  # [n, L, D+2]
+        records = self.activation(raw)
+        gen_flags = flags_to_mask(records[..., self.feature_dim:])  # [n, L]
+        return records * gen_flags.unsqueeze(-1), gen_flags
+
+
+def flags_to_mask(flag_head: torch.Tensor) -> torch.Tensor:
+    """flag_head [n, L, 2] -> mask [n, L]: 1 up to and including the first record whose argmax is "ends".
+
+    The first record is always emitted, so every generated flow has at least one record.
+    """
+    continues = (flag_head[..., 0] >= flag_head[..., 1]).to(flag_head.dtype).detach()  # [n, L]
+    ones = torch.ones_like(continues[:, :1])
+    return torch.cat([ones, torch.cumprod(continues[:, :-1], dim=1)], dim=1)
+
+
+def mask_to_flags(gen_flags: torch.Tensor) -> torch.Tensor:
+    """Real-data flag head from the 0/1 mask: [continues, ends] per real record, [0, 0] on padding.
+
+    gen_flags [n, L] -> [n, L, 2]; the last real record of each flow gets [0, 1].
+    """
+    following = torch.cat([gen_flags[:, 1:], torch.zeros_like(gen_flags[:, :1])], dim=1)
+    return torch.stack([following, 1.0 - following], dim=-1) * gen_flags.unsqueeze(-1)
+
+
+class Critic(nn.Module):
+    """WGAN critic: MLP on [flattened records incl. flags, attributes] -> one score per flow.
+
+    No batch normalisation (the gradient penalty and per-sample DP clipping need per-sample outputs).
+    """
+
+    def __init__(self, attribute_dim: int, record_dim: int, max_len: int, num_layers: int, num_units: int):
+        super().__init__()
+        self.net = nn.Sequential(*_mlp(max_len * record_dim + attribute_dim, num_layers, num_units, False),
+                                 nn.Linear(num_units, 1))
+
+    def forward(self, records: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """records [n, L, D+2], attributes [n, A] -> [n]."""
+        return self.net(torch.cat([records.flatten(1), attributes], dim=1)).squeeze(-1)
+
+
+class AttributeCritic(nn.Module):
+    """Auxiliary critic on attributes alone: [n, A] -> [n]."""
+
+    def __init__(self, attribute_dim: int, num_layers: int, num_units: int):
+        super().__init__()
+        self.net = nn.Sequential(*_mlp(attribute_dim, num_layers, num_units, False), nn.Linear(num_units, 1))
+
+    def forward(self, attributes: torch.Tensor) -> torch.Tensor:
+        return self.net(attributes).squeeze(-1)

@@ -1,0 +1,437 @@
+"""Differential privacy for DoppelGANger training: DP-SGD on both critics, Poisson batches, an honest
+accountant, a DP flow count, and the check that DP mode reads no private data outside the budget.
+
+Why each piece (NETSHARE.md section 9 lists what NetShare gets wrong):
+- The generator only sees private data through the critics, so noising the critics' gradients is enough;
+  the generator step is post-processing.
+- Every critic update is a noisy release. One Poisson sample feeds `updates_per_sample` critic updates
+  (the critic and the attribute critic, 2). Each update's gradient is clipped to C per example and gets
+  noise sigma*C, so jointly the sample's releases are one Gaussian mechanism with L2 sensitivity
+  C*sqrt(k) and noise sigma*C: the accountant sees noise multiplier sigma/sqrt(k) per Poisson sample.
+  This bound also covers adaptive (sequential) updates on the same sample and is never smaller than
+  counting them as independently sampled releases.
+- Poisson sampling (each flow sample kept independently with probability q) is what the sampled-Gaussian
+  RDP / PRV analyses assume; sampling with replacement is not.
+- The flow count is a release too: per-chunk counts go out through the Gaussian mechanism, and the sample
+  rate and step count derive from the noisy counts (post-processing), so nothing else reads n.
+- Chunks compose sequentially: one flow (5-tuple) can appear in every chunk.
+
+opacus is imported here only, lazily (it is an optional dependency: `pip install tracesynth[dp]`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+#: noisy critic updates fed by one Poisson sample: the critic and the auxiliary attribute critic
+CRITIC_UPDATES_PER_SAMPLE = 2
+_MAX_SIGMA = 1e6
+#: RDP orders: opacus' defaults plus large orders, without which RDP cannot express the small
+#: epsilons of a flow-count release (at delta 1e-5 order 63 alone costs log(1/delta)/62 = 0.19)
+RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + list(range(64, 256, 16))
+              + [256, 384, 512, 768, 1024, 2048, 4096])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Accounting
+# ----------------------------------------------------------------------------------------------------
+
+def _new_accountant(name: str):
+    """An opacus accountant ('rdp' or 'prv'); a clear error when the optional dependency is missing."""
+    try:
+        from opacus.accountants import create_accountant
+    except ModuleNotFoundError:  # pragma: no cover - depends on the environment
+        raise UserError("differential privacy needs opacus: pip install 'tracesynth[dp]'") from None
+    if name not in ("rdp", "prv"):
+        raise ConfigError(f"privacy.accountant: unknown accountant {name!r}; choose 'rdp' or 'prv'")
+    return create_accountant(mechanism=name)
+
+
+def _as_list(value: float | Sequence[float]) -> list[float]:
+    return [float(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else [float(value)]
+
+
+def _history(sigma: float, sample_rate, steps, updates_per_sample: int,
+             count_sigma: float | None) -> list[tuple[float, float, int]]:
+    """opacus history entries (noise multiplier, sample rate, steps): one per chunk, plus the count."""
+    rates, counts = _as_list(sample_rate), [int(s) for s in _as_list(steps)]
+    if len(rates) != len(counts):
+        raise ValueError(f"sample_rate ({len(rates)}) and steps ({len(counts)}) need one entry per chunk")
+    effective = sigma / math.sqrt(updates_per_sample)
+    history = [(effective, min(1.0, q), n) for q, n in zip(rates, counts) if n > 0 and q > 0]
+    if count_sigma is not None:
+        history.append((float(count_sigma), 1.0, 1))
+    return history
+
+
+def _epsilon_of(history: list[tuple[float, float, int]], delta: float, accountant: str) -> float:
+    if not history:
+        return 0.0
+    import warnings
+
+    acc = _new_accountant(accountant)
+    acc.history = list(history)
+    with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is still valid
+        warnings.simplefilter("ignore", UserWarning)
+        extra = {"alphas": RDP_ORDERS} if accountant == "rdp" else {}
+        return float(acc.get_epsilon(delta=delta, **extra))
+
+
+def spent_epsilon(*, sigma: float, sample_rate: float | Sequence[float], steps: int | Sequence[int],
+                  delta: float, accountant: str = "rdp", updates_per_sample: int = 1,
+                  count_sigma: float | None = None) -> float:
+    """Epsilon at `delta` after `steps` Poisson samples at `sample_rate` with noise multiplier `sigma`.
+
+    `sample_rate`/`steps` may be per-chunk sequences (chunks compose sequentially); `count_sigma` adds
+    the Gaussian flow-count release (sensitivity-normalised noise multiplier, q = 1, one release).
+    """
+    if sigma == math.inf:  # no training release: only the count (if any) is spent
+        return _epsilon_of(_history(1.0, [], [], 1, count_sigma), delta, accountant)
+    if sigma <= 0:
+        return math.inf
+    return _epsilon_of(_history(sigma, sample_rate, steps, updates_per_sample, count_sigma), delta, accountant)
+
+
+def _bisect_sigma(epsilon_of: Callable[[float], float], target: float, rel_tol: float = 1e-3) -> float:
+    """Smallest sigma (within rel_tol) whose epsilon is <= target; epsilon decreases with sigma."""
+    low, high = 0.0, 1.0
+    while epsilon_of(high) > target:
+        low, high = high, 2.0 * high
+        if high > _MAX_SIGMA:
+            raise ConfigError(f"privacy.epsilon: a budget of {target:.4g} cannot be met with finite noise; "
+                              "raise epsilon or train for fewer steps")
+    while high - low > rel_tol * high:
+        mid = 0.5 * (low + high)
+        if epsilon_of(mid) > target:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def calibrate_sigma(epsilon: float, delta: float, sample_rate: float | Sequence[float],
+                    steps: int | Sequence[int], accountant: str = "rdp", *, updates_per_sample: int = 1,
+                    count_sigma: float | None = None) -> float:
+    """Noise multiplier per critic update so that all releases together spend at most `epsilon`.
+
+    Binary search on the accountant (opacus' get_noise_multiplier cannot include the count release
+    or per-chunk sample rates). The returned sigma is the per-update multiplier: noise std = sigma * C.
+    """
+    if epsilon == math.inf:
+        return 0.0
+    floor = spent_epsilon(sigma=math.inf, sample_rate=sample_rate, steps=steps, delta=delta,
+                          accountant=accountant, count_sigma=count_sigma)
+    if floor >= epsilon:
+        raise ConfigError(f"privacy.count_epsilon_fraction: the flow count alone spends {floor:.4g} >= "
+                          f"epsilon {epsilon:.4g}; lower the fraction")
+
+    def eps(sigma: float) -> float:
+        return spent_epsilon(sigma=sigma, sample_rate=sample_rate, steps=steps, delta=delta,
+                             accountant=accountant, updates_per_sample=updates_per_sample,
+                             count_sigma=count_sigma)
+
+    return _bisect_sigma(eps, epsilon)
+
+
+def calibrate_count_sigma(epsilon: float, delta: float, accountant: str = "rdp") -> float:
+    """Noise multiplier (std / L2 sensitivity) of a Gaussian mechanism spending `epsilon` on its own."""
+    return _bisect_sigma(lambda s: _epsilon_of([(s, 1.0, 1)], delta, accountant), epsilon)
+
+
+def release_flow_counts(counts: Sequence[int], count_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-chunk flow counts through the Gaussian mechanism (rounded, at least 1).
+
+    One flow adds at most 1 to each of the chunks it appears in, so the L2 sensitivity of the vector is
+    sqrt(n_chunks); noise std = count_sigma * sqrt(n_chunks). Rounding and the floor are
+    post-processing. The released counts are used as they are: no inflation of the output size.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    std = count_sigma * math.sqrt(max(1, counts.size))
+    noisy = counts + rng.normal(0.0, std, size=counts.shape)
+    return np.maximum(1, np.rint(noisy)).astype(np.int64)
+
+
+@dataclass
+class PrivacyLedger:
+    """Everything that produced the (epsilon, delta) guarantee; stored in the run manifest.
+
+    `sigma` is the per-critic-update noise multiplier (noise std sigma*clip on the summed clipped
+    gradients); the accountant composes `steps` Poisson samples per chunk, each at `sample_rate`, each
+    feeding `updates_per_sample` updates (effective multiplier sigma/sqrt(updates_per_sample)), plus
+    one flow-count release with multiplier `count_sigma` (std count_sigma*sqrt(n_chunks) per chunk).
+    Unit of privacy: one flow (5-tuple) with at most `max_flow_len` records in each chunk; a longer
+    flow is split into several samples and is protected only at group level.
+    """
+
+    epsilon: float
+    delta: float
+    target_epsilon: float
+    sigma: float
+    clip: float
+    sample_rate: list[float]
+    steps: list[int]
+    updates_per_sample: int
+    accountant: str
+    count_epsilon: float
+    count_sigma: float
+    noisy_flow_counts: list[int]
+    training_epsilon: float
+    unit: str = "flow (5-tuple), at most max_flow_len records per chunk; chunks compose sequentially"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int, epochs: Sequence[int],
+                 critic_steps: int, rng: np.random.Generator,
+                 updates_per_sample: int = CRITIC_UPDATES_PER_SAMPLE) -> PrivacyLedger:
+    """Release the per-chunk flow counts, then calibrate sigma for the whole training schedule.
+
+    `privacy` is a `tracesynth.config.PrivacyConfig`; `flow_counts[c]` the private number of flow
+    samples in chunk c and `epochs[c]` its training epochs (0 for a chunk not trained). The sample rate
+    q_c = batch_size / noisy_count_c and the Poisson-sample count epochs_c * ceil(1 / q_c) * critic_steps
+    (the trainer runs ceil(1/q_c) generator steps per epoch, see `trainer_hooks`) derive from the noisy
+    counts only.
+    """
+    count_eps = privacy.epsilon * privacy.count_epsilon_fraction
+    count_sigma = calibrate_count_sigma(count_eps, privacy.delta, privacy.accountant)
+    noisy = release_flow_counts(flow_counts, count_sigma, rng)
+    rates = [float(min(1.0, batch_size / int(n))) for n in noisy]
+    steps = [int(e) * int(math.ceil(1.0 / q)) * critic_steps for e, q in zip(epochs, rates)]
+    sigma = calibrate_sigma(privacy.epsilon, privacy.delta, rates, steps, privacy.accountant,
+                            updates_per_sample=updates_per_sample, count_sigma=count_sigma)
+    total = spent_epsilon(sigma=sigma, sample_rate=rates, steps=steps, delta=privacy.delta,
+                          accountant=privacy.accountant, updates_per_sample=updates_per_sample,
+                          count_sigma=count_sigma)
+    training = spent_epsilon(sigma=sigma, sample_rate=rates, steps=steps, delta=privacy.delta,
+                             accountant=privacy.accountant, updates_per_sample=updates_per_sample)
+    ledger = PrivacyLedger(epsilon=total, delta=privacy.delta, target_epsilon=privacy.epsilon, sigma=sigma,
+                           clip=privacy.clip_norm, sample_rate=rates, steps=steps,
+                           updates_per_sample=updates_per_sample, accountant=privacy.accountant,
+                           count_epsilon=count_eps, count_sigma=count_sigma,
+                           noisy_flow_counts=[int(n) for n in noisy], training_epsilon=training)
+    log.info("DP plan: sigma=%.4g over %s Poisson samples, epsilon=%.4g (training %.4g) at delta=%g",
+             sigma, steps, total, training, privacy.delta)
+    return ledger
+
+
+# ----------------------------------------------------------------------------------------------------
+# Poisson sampling
+# ----------------------------------------------------------------------------------------------------
+
+class PoissonSampler:
+    """Draws batches by keeping each of `n_samples` flow samples independently with probability q.
+
+    Batch sizes vary (mean n*q) and may be empty; DP-SGD divides by the expected size n*q, never by
+    the drawn one, so the batch size itself is not released.
+    """
+
+    def __init__(self, n_samples: int, sample_rate: float, generator: torch.Generator):
+        if not 0.0 < sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+        self.n_samples = int(n_samples)
+        self.sample_rate = float(sample_rate)
+        self.generator = generator
+
+    @property
+    def expected_batch_size(self) -> float:
+        return self.n_samples * self.sample_rate
+
+    def __call__(self) -> torch.Tensor:
+        """Indices (int64, sorted) of the flow samples in the next batch."""
+        keep = torch.rand(self.n_samples, generator=self.generator) < self.sample_rate
+        return torch.nonzero(keep, as_tuple=False).flatten()
+
+
+# ----------------------------------------------------------------------------------------------------
+# DP-SGD critic update
+# ----------------------------------------------------------------------------------------------------
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def _as_batch(x: torch.Tensor | Sequence[torch.Tensor]) -> Batch:
+    return (x,) if isinstance(x, torch.Tensor) else tuple(x)
+
+
+def per_sample_gradients(critic: nn.Module, real: Batch, fake: Batch, mix: torch.Tensor,
+                         gp_lambda: float) -> dict[str, torch.Tensor]:
+    """Per-example gradients of the WGAN-GP critic loss, {param name: [B, *param.shape]}.
+
+    Example i pairs real_i with fake_i: loss_i = D(fake_i) - D(real_i) + lambda*(|grad D(x_hat_i)| - 1)^2,
+    x_hat_i = mix_i*real_i + (1 - mix_i)*fake_i. The penalty is a gradient, so its parameter gradient
+    is a second derivative: torch.func nests grad inside vmap(grad) for exactly this.
+    `critic(*inputs)` takes a batch of each input tensor (e.g. features and attributes).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in critic.named_parameters() if v.requires_grad}
+    buffers = {k: v.detach() for k, v in critic.named_buffers()}
+
+    def score(p, inputs: Batch) -> torch.Tensor:
+        return functional_call(critic, (p, buffers), tuple(x.unsqueeze(0) for x in inputs)).sum()
+
+    def example_loss(p, real_i: Batch, fake_i: Batch, mix_i: torch.Tensor) -> torch.Tensor:
+        x_hat = tuple(mix_i * r + (1 - mix_i) * f for r, f in zip(real_i, fake_i))
+        g = grad(lambda xs: score(p, xs))(x_hat)
+        norm = torch.sqrt(sum((t ** 2).sum() for t in g) + 1e-12)
+        return score(p, fake_i) - score(p, real_i) + gp_lambda * (norm - 1.0) ** 2
+
+    return vmap(grad(example_loss), in_dims=(None, 0, 0, 0))(params, real, fake, mix)
+
+
+def clip_and_sum(grads: dict[str, torch.Tensor], clip_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Scale each example's whole gradient to L2 norm <= clip_norm and sum over the batch.
+
+    Returns the summed clipped gradient and the per-example norms before clipping.
+    """
+    first = next(iter(grads.values()))
+    batch = first.shape[0]
+    norms = torch.sqrt(sum(g.reshape(batch, -1).pow(2).sum(1) for g in grads.values())) if batch else first.new_zeros(0)
+    scale = (clip_norm / (norms + 1e-6)).clamp(max=1.0)
+    summed = {k: torch.einsum("b,b...->...", scale, g) for k, g in grads.items()}
+    return summed, norms
+
+
+class DPCriticUpdate:
+    """Drop-in DP replacement of the trainer's `critic_update`, for the critic and the attribute critic.
+
+    Per-example gradients (torch.func), per-example clipping to `clip_norm`, sum, Gaussian noise
+    N(0, (sigma*clip_norm)^2) per coordinate, division by the expected batch size, optimizer step.
+    An empty Poisson batch still releases noise and steps, so batch emptiness is not observable.
+    The WGAN-GP loss is computed here per example (a batch loss built on torch.autograd.grad cannot be
+    vmapped); lambda comes from the trainer's loss_fn, interpolation weights and noise from the
+    trainer's noise generator (`loss_fn.generator`, checkpointed, so resumed runs stay bit-identical).
+    `releases` counts noisy updates.
+    """
+
+    def __init__(self, clip_norm: float, noise_multiplier: float, expected_batch_size: float,
+                 gp_lambda: float = 10.0, generator: torch.Generator | None = None, micro_batch: int = 64):
+        self.clip_norm = float(clip_norm)
+        self.noise_multiplier = float(noise_multiplier)
+        self.expected_batch_size = float(expected_batch_size)
+        self.gp_lambda = float(gp_lambda)
+        self.generator = generator
+        self.micro_batch = int(micro_batch)
+        self.releases = 0
+
+    def noisy_gradient(self, critic: nn.Module, real, fake, generator: torch.Generator | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """The privatised mean gradient {param name: tensor} for one Poisson batch."""
+        gen = generator if generator is not None else self.generator
+        if gen is None:
+            raise ValueError("DPCriticUpdate needs a torch.Generator (constructor or call argument)")
+        real, fake = _as_batch(real), tuple(f.detach() for f in _as_batch(fake))
+        params = {k: p for k, p in critic.named_parameters() if p.requires_grad}
+        total = {k: torch.zeros_like(p) for k, p in params.items()}
+        n = real[0].shape[0]
+        mix = torch.rand(n, generator=gen, device=gen.device).to(real[0].device)
+        for start in range(0, n, self.micro_batch):  # bounds memory at micro_batch x n_params
+            sl = slice(start, start + self.micro_batch)
+            grads = per_sample_gradients(critic, tuple(r[sl] for r in real), tuple(f[sl] for f in fake),
+                                         mix[sl], self.gp_lambda)
+            summed, _ = clip_and_sum(grads, self.clip_norm)
+            for k in total:
+                total[k] += summed[k]
+        std = self.noise_multiplier * self.clip_norm
+        for k, p in params.items():
+            if std > 0:
+                total[k] += torch.normal(0.0, std, size=p.shape, generator=gen, device=gen.device).to(p.device)
+            total[k] /= self.expected_batch_size
+        self.releases += 1
+        return total
+
+    def __call__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, real, fake, loss_fn=None,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One DP-SGD step of `critic`.
+
+        Returns only the norm of the released (noisy) gradient: the loss on the real batch is not
+        privatised, so reporting it would leak outside the budget; "loss" is NaN for that reason.
+        """
+        if loss_fn is not None:  # the trainer's WassersteinGP carries lambda and its noise generator
+            self.gp_lambda = float(getattr(loss_fn, "gp_lambda", self.gp_lambda))
+            generator = generator if generator is not None else getattr(loss_fn, "generator", None)
+        gradient = self.noisy_gradient(critic, real, fake, generator)
+        optimizer.zero_grad(set_to_none=True)
+        for k, p in critic.named_parameters():
+            if k in gradient:
+                p.grad = gradient[k].to(p.dtype)
+        optimizer.step()
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in gradient.values())).detach()
+        return {"loss": torch.tensor(float("nan")), "noisy_grad_norm": norm}
+
+
+def poisson_batches(sample_rate: float):
+    """A trainer `batch_sampler` drawing every batch by Poisson sampling at a fixed, public rate.
+
+    The rate comes from the noisy flow count (`PrivacyLedger.sample_rate`), not from the private
+    n_flows the trainer passes; `batch_size` is ignored for the same reason.
+    """
+
+    def sampler(n_flows: int, batch_size: int, n_batches: int, generator: torch.Generator):
+        draw = PoissonSampler(n_flows, sample_rate, generator)
+        for _ in range(n_batches):
+            yield draw()
+
+    return sampler
+
+
+def trainer_hooks(ledger: PrivacyLedger, chunk: int, gp_lambda: float = 10.0) -> dict:
+    """Keyword arguments for `model.trainer.train` that make chunk `chunk`'s training DP-SGD.
+
+    `steps_per_epoch` = ceil(1/q) generator steps (from the noisy count), so the number of releases
+    is the ledger's and never depends on the private number of flows.
+    """
+    q = ledger.sample_rate[chunk]
+    return {"critic_update": DPCriticUpdate(ledger.clip, ledger.sigma, ledger.noisy_flow_counts[chunk] * q,
+                                            gp_lambda),
+            "batch_sampler": poisson_batches(q),
+            "steps_per_epoch": int(math.ceil(1.0 / q))}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data-independent preprocessing
+# ----------------------------------------------------------------------------------------------------
+
+def check_dp_config(config, public_trace: str | None = None) -> None:
+    """Raise ConfigError naming every setting that would read the private trace outside the budget.
+
+    With a public trace, encoders (numeric ranges, categorical choices, word2vec) are fitted on it;
+    without one they must be fixed in the config. The time window always comes from the config: it
+    sets the private trace's chunk boundaries, which a public trace from another period cannot give.
+    Checkpoint selection scores checkpoints on private data, so it must be off.
+    """
+    problems: list[str] = []
+    public = public_trace or (config.privacy.public_trace if config.privacy is not None else None)
+    for f in config.fields:
+        if public:
+            break
+        if f.encoding == "numeric" and f.range is None:
+            problems.append(f"fields.{f.name}.range is not set (the range would be read from the private "
+                            f"trace): set a fixed [min, max]")
+        elif f.encoding == "categorical" and not f.choices:
+            problems.append(f"fields.{f.name}.choices is not set (the categories would be read from the "
+                            f"private trace): list them")
+    uses_w2v = any(f.encoding.startswith("word2vec") for f in config.fields)
+    if uses_w2v and not public and not config.word2vec.pretrained:
+        problems.append("word2vec.pretrained is not set and no public trace is given (the port/protocol "
+                        "vocabulary would be learnt from the private trace): set a public model or pass --public")
+    if config.time.window is None:
+        problems.append("time.window is not set (the trace's start and end would be read from the private "
+                        "trace): set [start, end] epoch seconds")
+    if config.training.checkpoint_selection:
+        problems.append("training.checkpoint_selection is on (checkpoints would be scored on private data): "
+                        "set it to false")
+    if problems:
+        raise ConfigError("DP mode would read private data outside the privacy budget: "
+                          + "; ".join(problems))

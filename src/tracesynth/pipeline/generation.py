@@ -1,0 +1,156 @@
+"""Generation helpers on plain arrays: merging attributes by flow tags, output sizing, trimming.
+
+NETSHARE.md section 6: every chunk's model samples attributes; a row is kept by the chunk where the
+flow starts (`starts_here` = 1 and its own `in_chunk_i` bit) and copied forward, with `starts_here` = 0,
+into every later chunk whose bit is set; each chunk then generates time series for its merged list.
+Nothing here touches models or files, so the logic is tested on hand-made arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class AttributeLayout:
+    """Where the chunking fields sit in an encoded attribute row.
+
+    `flow_start`: column of the min-max scaled flow start; `starts_here`: the (value 0, value 1)
+    columns of its 2-way one-hot; `in_chunk`: the same pair for each chunk bit.
+    """
+
+    flow_start: int
+    starts_here: tuple[int, int]
+    in_chunk: tuple[tuple[int, int], ...]
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.in_chunk)
+
+
+def tag_set(attrs: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+    """Discretise a 2-way one-hot tag: True where the 'set' column wins (ties count as unset)."""
+    return attrs[:, pair[1]] > attrs[:, pair[0]]
+
+
+def _set_tag(attrs: np.ndarray, pair: tuple[int, int], value: bool) -> None:
+    attrs[:, pair[0]] = 0.0 if value else 1.0
+    attrs[:, pair[1]] = 1.0 if value else 0.0
+
+
+def merge_by_tags(per_chunk: list[np.ndarray], layout: AttributeLayout,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """Return each chunk's merged attribute list: its own starting flows plus earlier chunks' flows
+    that continue into it.
+
+    A copied row gets `starts_here` = 0 and a flow start drawn from the rows the destination chunk's
+    own model generated as continuations (`starts_here` = 0 there), since a continuing flow's first
+    record in a chunk sits where that chunk's model says continuations sit; with none, the window start.
+    """
+    n = len(per_chunk)
+    own = []
+    continuation_starts = []
+    for i, attrs in enumerate(per_chunk):
+        starts = tag_set(attrs, layout.starts_here)
+        mine = tag_set(attrs, layout.in_chunk[i]) if i < layout.n_chunks else np.ones(len(attrs), bool)
+        own.append(attrs[starts & mine])
+        continuation_starts.append(attrs[~starts, layout.flow_start])
+    merged = []
+    for j in range(n):
+        parts = [own[j]]
+        for i in range(j):
+            if j >= layout.n_chunks or len(own[i]) == 0:
+                continue
+            rows = own[i][tag_set(own[i], layout.in_chunk[j])].copy()
+            if len(rows) == 0:
+                continue
+            _set_tag(rows, layout.starts_here, False)
+            pool = continuation_starts[j]
+            rows[:, layout.flow_start] = rng.choice(pool, size=len(rows)) if len(pool) else 0.0
+            parts.append(rows)
+        merged.append(np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+    return merged
+
+
+def split_target(total: int, weights: np.ndarray) -> np.ndarray:
+    """Split `total` records over chunks in proportion to `weights` (largest remainder; sums exactly)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.sum() <= 0:
+        weights = np.ones_like(weights)
+    share = total * weights / weights.sum()
+    base = np.floor(share).astype(np.int64)
+    rest = total - int(base.sum())
+    if rest > 0:
+        base[np.argsort(-(share - base), kind="stable")[:rest]] += 1
+    return base
+
+
+def target_records(real_records: int, count: int | None, scale: float | None) -> int:
+    """The requested output size: `count` records, or `scale` x the training size (default 1.0)."""
+    if count is not None:
+        return int(count)
+    return int(round(real_records * (1.0 if scale is None else float(scale))))
+
+
+def absolute_times(flow_start: np.ndarray, flow_id: np.ndarray, iat: np.ndarray) -> np.ndarray:
+    """Per-record time = its flow's start + the cumulative inter-arrival within the flow sample.
+
+    `flow_id` must be grouped (records of a flow contiguous, in step order), as in FlowTable.series.
+    """
+    iat = np.asarray(iat, dtype=np.float64)
+    flow_id = np.asarray(flow_id)
+    csum = np.cumsum(iat)
+    if len(flow_id) == 0:
+        return csum
+    first = np.r_[True, flow_id[1:] != flow_id[:-1]]
+    group = np.cumsum(first) - 1
+    before = (csum - iat)[first]           # cumulative sum just before each flow's first record
+    return np.asarray(flow_start, dtype=np.float64)[flow_id] + csum - before[group]
+
+
+def select_records(flow_id: np.ndarray, keep: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Choose which records to output so that exactly `min(target, kept)` remain.
+
+    Whole flows are taken in random order until the target is reached; the last flow taken is cut
+    short (its latest records dropped). Flows stay intact except that one, and the time profile of
+    the chunk is kept because flows are dropped uniformly at random, never by time.
+    `keep` marks records inside the chunk window; returns a boolean mask over records.
+    """
+    flow_id = np.asarray(flow_id)
+    out = np.zeros(len(flow_id), dtype=bool)
+    ids, counts = np.unique(flow_id[keep], return_counts=True)
+    if len(ids) == 0 or target <= 0:
+        return out
+    order = rng.permutation(len(ids))
+    csum = np.cumsum(counts[order])
+    last = int(np.searchsorted(csum, target))          # index of the flow that crosses the target
+    last = min(last, len(ids) - 1)
+    chosen = ids[order[: last + 1]]
+    out = keep & np.isin(flow_id, chosen)
+    surplus = int(csum[last]) - target
+    if surplus > 0:
+        tail_flow = ids[order[last]]
+        idx = np.flatnonzero(out & (flow_id == tail_flow))
+        out[idx[len(idx) - surplus:]] = False
+    return out
+
+
+def flows_needed(target: int, records_per_flow: float, have: int, margin: float = 1.15) -> int:
+    """How many more flow samples to generate for `target` records when `have` are already there."""
+    short = target - have
+    if short <= 0:
+        return 0
+    return max(1, int(np.ceil(margin * short / max(records_per_flow, 1e-9))))
+
+
+def window_mask(times: np.ndarray, window: tuple[float, float], last: bool) -> np.ndarray:
+    """Records inside a chunk window [start, end) — the last window is closed on the right."""
+    start, end = window
+    return (times >= start) & ((times <= end) if last else (times < end))
+
+
+def sort_by_time(table: pd.DataFrame, time_column: str) -> pd.DataFrame:
+    """Stable sort by time so equal timestamps keep their generation order (reproducible)."""
+    return table.sort_values(time_column, kind="stable").reset_index(drop=True)

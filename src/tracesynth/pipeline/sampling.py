@@ -1,0 +1,150 @@
+"""Sampling a synthetic trace from fitted chunk models (NETSHARE.md section 6), sized to a target.
+
+Rounds: each round samples attributes from every chunk that is still short of its target, merges
+them by flow tags (`generation.merge_by_tags`), generates time series conditioned on the merged lists,
+decodes them and keeps the records inside each chunk's window. Rounds repeat until every chunk has
+at least its share of the requested records (its share of the training records, times the scale);
+then `generation.select_records` drops whole random flows and cuts the last one short so the chunk
+holds exactly its share. The output therefore has exactly the requested number of records (unless
+the models cannot produce enough in 10 rounds, which is logged) and keeps the real time profile.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..progress import ProgressCallback, emit
+from ..schema import canonicalize, columns_for
+from . import generation as gen
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 10
+
+
+@dataclass
+class ChunkPlan:
+    """What sampling needs to know about one fitted chunk."""
+
+    index: int
+    window: tuple[float, float]
+    real_records: int          # records of the real chunk (sizing weight)
+    records_per_flow: float    # mean records per training flow sample (first-round guess)
+    model: object              # DoppelGANger with loaded weights
+
+
+def gen_lengths(gen_flags: np.ndarray) -> np.ndarray:
+    """Flow length = steps before the first 0 flag (at least 1), matching inverse_transform's rule."""
+    ended = gen_flags < 0.5
+    first_end = np.where(ended.any(axis=1), ended.argmax(axis=1), gen_flags.shape[1])
+    return np.maximum(first_end, 1).astype(np.int64)
+
+
+def decode_records(encoder, kind: str, attrs: np.ndarray, feats: np.ndarray, flags: np.ndarray,
+                   window: tuple[float, float], last: bool) -> pd.DataFrame:
+    """Decode generated flows into canonical records (+ a `_flow` column) inside the chunk window."""
+    from ..encoders.flow_encoder import EncodedFlows
+
+    encoded = EncodedFlows(attributes=attrs, features=feats, gen_flags=flags, lengths=gen_lengths(flags))
+    flows = encoder.inverse_transform(encoded, window)
+    series = flows.series
+    fid = series["flow_id"].to_numpy(np.int64)
+    flow_attrs = flows.attributes.set_index("flow_id", drop=False) if "flow_id" in flows.attributes else \
+        flows.attributes
+    starts = flow_attrs["flow_start"].to_numpy(np.float64)
+    times = gen.absolute_times(starts, fid, series["iat"].to_numpy(np.float64))
+    time_col = "time" if kind == "packets" else "ts"
+    cols = {time_col: times}
+    for name in columns_for(kind):
+        if name == time_col:
+            continue
+        if name in series.columns:
+            cols[name] = series[name].to_numpy()
+        elif name in flow_attrs.columns:
+            cols[name] = flow_attrs[name].to_numpy()[fid]
+    if "label" in series.columns and kind == "flows":
+        cols["label"] = series["label"].to_numpy()
+    cols["_flow"] = fid
+    records = pd.DataFrame(cols)
+    return records[gen.window_mask(times, window, last)].reset_index(drop=True)
+
+
+def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
+                  seed: int, progress: ProgressCallback | None = None) -> pd.DataFrame:
+    """Generate `target` records over all chunks (see module docstring); sorted by time."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    targets = gen.split_target(target, np.array([p.real_records for p in plans]))
+    have = np.zeros(len(plans), dtype=np.int64)
+    drawn = np.zeros(len(plans), dtype=np.int64)       # attribute rows sampled per chunk so far
+    pieces: list[list[pd.DataFrame]] = [[] for _ in plans]
+    next_flow = 0
+    for rnd in range(MAX_ROUNDS):
+        want = [_flows_to_draw(t, h, d, p.records_per_flow, rnd)
+                for t, h, d, p in zip(targets, have, drawn, plans)]
+        if not any(want):
+            break
+        per_chunk = []
+        for plan, n in zip(plans, want):
+            g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 0))
+            attrs = plan.model.generate(n, generator=g)[0] if n else _empty_attrs(plan.model)
+            per_chunk.append(np.asarray(attrs, dtype=np.float32))
+        drawn += np.array(want)
+        merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
+        for j, plan in enumerate(plans):
+            if len(merged[j]) == 0 or have[j] >= targets[j]:
+                continue
+            g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 1))
+            attrs, feats, flags = plan.model.generate(len(merged[j]), generator=g, attributes=merged[j])
+            records = decode_records(encoder, kind, np.asarray(attrs, np.float32), np.asarray(feats, np.float32),
+                                     np.asarray(flags, np.float32), plan.window, j == len(plans) - 1)
+            records["_flow"] += next_flow
+            next_flow = int(records["_flow"].max()) + 1 if len(records) else next_flow
+            pieces[j].append(records)
+            have[j] += len(records)
+        emit(progress, "generate", float(np.minimum(have, targets).sum()), float(target), "records", round=rnd)
+    if (have < targets).any():
+        log.warning("the models produced %d of the %d requested records after %d rounds",
+                    int(np.minimum(have, targets).sum()), target, MAX_ROUNDS)
+    return _assemble(pieces, targets, kind, rng)
+
+
+def _flows_to_draw(target: int, have: int, drawn: int, records_per_flow: float, rnd: int) -> int:
+    """Attribute rows to sample next: from the yield seen so far, or the training ratio at first."""
+    if have >= target:
+        return 0
+    per_row = have / drawn if drawn and have else records_per_flow / (2.0 ** min(rnd, 4))
+    return gen.flows_needed(target, per_row, have)
+
+
+def _seed(seed: int, rnd: int, chunk: int, stage: int) -> int:
+    return int(np.random.SeedSequence([int(seed), rnd, chunk, stage]).generate_state(1)[0])
+
+
+def _empty_attrs(model) -> np.ndarray:
+    width = sum(s.dim for s in model.attribute_spans) if hasattr(model, "attribute_spans") else 0
+    return np.zeros((0, width), dtype=np.float32)
+
+
+def _assemble(pieces: list[list[pd.DataFrame]], targets: np.ndarray, kind: str,
+              rng: np.random.Generator) -> pd.DataFrame:
+    """Trim every chunk to its target by whole random flows, concatenate, sort by time."""
+    time_col = "time" if kind == "packets" else "ts"
+    kept = []
+    for parts, target in zip(pieces, targets):
+        if not parts or target <= 0:
+            continue
+        records = pd.concat(parts, ignore_index=True)
+        flow = records["_flow"].to_numpy()
+        mask = gen.select_records(flow, np.ones(len(records), bool), int(target), rng)
+        kept.append(records[mask])
+    if not kept:
+        from ..schema import empty_table
+
+        return empty_table(kind)
+    out = pd.concat(kept, ignore_index=True).drop(columns="_flow")
+    return gen.sort_by_time(canonicalize(out, kind), time_col)

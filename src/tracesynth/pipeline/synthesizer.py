@@ -1,0 +1,324 @@
+"""`Synthesizer`: the Python API over the whole pipeline.
+
+    synth = Synthesizer(config).fit(table)          # chunks, encoders, chunk 0 + fine-tunes, selection
+    synth.save("run")                               # run directory (rundir.py); manifest written last
+    table = Synthesizer.load("run").sample(count=10_000, seed=1)
+
+`fit` works inside a run folder (a temporary one unless `run_dir` is given) so that an interrupted
+fit resumes from the trainer's checkpoints. `config.privacy` is kept whole for the DP hooks: in DP
+mode checkpoint selection is off (it would read private data outside the budget).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import TraceSynthConfig
+from ..errors import UserError
+from ..progress import ProgressCallback, emit
+from ..schema import TIME_COLUMN, table_kind
+from . import chunked, generation, sampling, selection
+from .rundir import RunDir, config_hash, table_fingerprint
+from .runners import LocalRunner
+
+log = logging.getLogger(__name__)
+
+
+class Synthesizer:
+    """Fit per-chunk DoppelGANger models on a canonical table and sample synthetic tables."""
+
+    def __init__(self, config: TraceSynthConfig):
+        self.config = config
+        self.run: RunDir | None = None
+        self.manifest: dict | None = None
+        self._encoder = None
+        self._models: dict[int, object] = {}
+
+    # ---- fit ------------------------------------------------------------------------------------
+    def fit(self, table: pd.DataFrame, progress: ProgressCallback | None = None, *, run_dir=None,
+            runner=None, force: bool = False, input_name: str | None = None) -> "Synthesizer":
+        """Train every chunk; resumes an unfinished fit of the same config and input in `run_dir`."""
+        cfg = self.config
+        _check_kind(table, cfg, input_name)
+        t0 = time.perf_counter()
+        self.run = RunDir(run_dir or tempfile.mkdtemp(prefix="tracesynth-run-"))
+        fingerprint = table_fingerprint(table)
+        resumed = self.run.prepare_fit(config_hash(cfg), fingerprint, force)
+        self.run.write_config(cfg)
+        prepared = self._prepare(table, progress)
+        runner = runner or LocalRunner(1)
+        results = self._train(prepared, runner, progress)
+        chosen = self._select(prepared, results, progress)
+        self.manifest = _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, resumed,
+                                  time.perf_counter() - t0)
+        self._models = {}
+        return self
+
+    def _prepare(self, table: pd.DataFrame, progress: ProgressCallback | None) -> dict:
+        """Chunk, fit the encoder once on the whole trace, encode each chunk's training flows."""
+        from ..encoders.flow_encoder import FlowEncoder
+        from ..flows.chunking import split_chunks
+
+        cfg = self.config
+        emit(progress, "prepare", 0, 3, "steps")
+        chunks = split_chunks(table, cfg)
+        encoder = FlowEncoder(cfg).fit(chunks)
+        encoder.save(self.run.encoder_dir)
+        self._encoder = encoder
+        emit(progress, "prepare", 1, 3, "steps")
+        holdout = _use_holdout(cfg)
+        info = []
+        for chunk in chunks:
+            flows, held = _split_holdout(chunk, cfg, holdout)
+            encoded = encoder.transform(flows, chunk.window)
+            chunk_dir = self.run.chunk_dir(chunk.index)
+            chunk_dir.mkdir(parents=True, exist_ok=True)
+            data_path = chunk_dir / "train.npz"
+            chunked.save_encoded(data_path, encoded)
+            info.append({"index": chunk.index, "window": [float(w) for w in chunk.window],
+                         "records": int(len(chunk.records)), "flows": int(flows.n_flows),
+                         "records_per_flow": float(np.mean(flows.lengths)) if flows.n_flows else 1.0,
+                         "data_path": str(data_path), "holdout": held})
+        _check_size(info[0]["flows"], cfg, self.run.path)
+        emit(progress, "prepare", 3, 3, "steps")
+        return {"chunks": info, "encoder": encoder, "attribute_spans": encoder.attribute_spans,
+                "feature_spans": encoder.feature_spans, "records": int(len(table))}
+
+    def _train(self, prepared: dict, runner, progress: ProgressCallback | None) -> list[chunked.ChunkResult]:
+        """Chunk 0 here (with progress), the others fine-tuned from it through the runner."""
+        cfg = self.config
+        jobs = [self._job(c, prepared, None) for c in prepared["chunks"]]
+        first = chunked.train_chunk(jobs[0], progress)
+        rest = [self._job(c, prepared, first.weights) for c in prepared["chunks"][1:] if c["flows"] >= 2]
+        emit(progress, "finetune", 0, len(rest), "chunks", runner=runner.describe())
+        done = runner.map(chunked.train_chunk, rest)
+        emit(progress, "finetune", len(rest), len(rest), "chunks")
+        by_index = {r.index: r for r in [first, *done]}
+        results = []
+        for c in prepared["chunks"]:
+            # an empty chunk has nothing to learn: it keeps chunk 0's model (and outputs no records)
+            results.append(by_index.get(c["index"]) or chunked.ChunkResult(index=c["index"], weights=first.weights,
+                                                                         init_from=0))
+        del cfg
+        return results
+
+    def _job(self, chunk: dict, prepared: dict, init: str | None) -> chunked.ChunkJob:
+        cfg = self.config
+        config = cfg.model_dump(mode="json")
+        # a small fine-tuned chunk trains with batches as large as it has flows (at least 2, for BatchNorm)
+        config["training"]["batch_size"] = max(2, min(cfg.training.batch_size, chunk["flows"]))
+        return chunked.ChunkJob(
+            index=chunk["index"], config=config,
+            attribute_spans=chunked.spans_to_plain(prepared["attribute_spans"]),
+            feature_spans=chunked.spans_to_plain(prepared["feature_spans"]),
+            data_path=chunk["data_path"], chunk_dir=str(self.run.chunk_dir(chunk["index"])),
+            epochs=cfg.training.epochs if init is None else chunked.finetune_epochs(cfg),
+            seed=chunked.chunk_seed(cfg.training.seed, chunk["index"]), init_weights=init)
+
+    def _select(self, prepared: dict, results: list[chunked.ChunkResult],
+                progress: ProgressCallback | None) -> dict[int, dict]:
+        """Per chunk: the weights file to use (a selected checkpoint's model, or the final weights)."""
+        chosen = {}
+        for info, result in zip(prepared["chunks"], results):
+            held = info["holdout"]
+            chosen[result.index] = {"weights": _relative(result.weights, self.run.path), "epoch": result.epochs,
+                                    "scores": {}}
+            if held is None or len(result.checkpoints) < 2 or info["flows"] == 0:
+                continue
+            chosen[result.index] = self._score_checkpoints(prepared, info, result)
+            emit(progress, "select", result.index + 1, len(results), "chunks",
+                 chunk=result.index, epoch=chosen[result.index]["epoch"])
+        return chosen
+
+    def _score_checkpoints(self, prepared: dict, info: dict, result: chunked.ChunkResult) -> dict:
+        from ..model.checkpoints import load_checkpoint
+
+        cfg = self.config
+        real = held_records(info)
+        model = chunked.build_model(cfg, prepared["attribute_spans"], prepared["feature_spans"])
+        scores = {}
+        for epoch, path in sorted(result.checkpoints.items()):
+            model.load_state_dict(load_checkpoint(path)["model"])
+            synth = self._holdout_sample(model, prepared["encoder"], info, len(real))
+            scores[epoch] = selection.field_distance(real, synth, _feature_names(cfg), _categorical(cfg))
+        best = selection.pick_checkpoint(scores)
+        model.load_state_dict(load_checkpoint(result.checkpoints[best])["model"])
+        path = self.run.chunk_dir(result.index) / "selected.pt"
+        chunked.save_weights(model, path)
+        return {"weights": _relative(path, self.run.path), "epoch": best,
+                "scores": {str(k): float(v) for k, v in scores.items()}}
+
+    def _holdout_sample(self, model, encoder, info: dict, n_records: int) -> pd.DataFrame:
+        """Records a checkpoint generates for its chunk (field values only: times are not scored)."""
+        import torch
+
+        window = tuple(info["window"])
+        n = max(64, int(np.ceil(n_records / max(info["records_per_flow"], 1.0))))
+        attrs, feats, flags = model.generate(n, generator=torch.Generator().manual_seed(self.config.training.seed))
+        records = sampling.decode_records(encoder, self.config.kind, attrs, feats, flags, window, True)
+        return records.drop(columns="_flow")
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the run folder (a copy when fit used another folder); the manifest comes last."""
+        if self.manifest is None or self.run is None:
+            raise UserError("nothing to save: call fit() (or Synthesizer.load) first")
+        target = RunDir(path)
+        if target.path.resolve() != self.run.path.resolve():
+            if target.path.exists() and any(target.path.iterdir()):
+                raise UserError(f"{target.path}: folder is not empty; choose another folder to save the run in")
+            shutil.copytree(self.run.path, target.path, dirs_exist_ok=True)
+            (target.path / "manifest.json").unlink(missing_ok=True)
+        target.write_manifest(self.manifest)
+        self.run = target
+        return target.path
+
+    @classmethod
+    def load(cls, path) -> "Synthesizer":
+        """Open a finished run folder; every problem is a UserError naming the file to fix."""
+        from ..encoders.flow_encoder import FlowEncoder
+
+        run = RunDir(path)
+        manifest = run.read_manifest()
+        synth = cls(run.read_config())
+        synth.run, synth.manifest = run, manifest
+        try:
+            synth._encoder = FlowEncoder.load(run.encoder_dir)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{run.encoder_dir}: fitted encoders are missing or corrupt ({exc}); rerun "
+                            "`tracesynth fit ... --force`") from None
+        return synth
+
+    def _model(self, index: int):
+        if index not in self._models:
+            chunk = self.manifest["chunks"][index]
+            model = chunked.build_model(self.config, self._encoder.attribute_spans, self._encoder.feature_spans)
+            chunked.load_weights(model, self.run.path / chunk["weights"], f"model weights of chunk {index}")
+            self._models[index] = model
+        return self._models[index]
+
+    # ---- sample ---------------------------------------------------------------------------------
+    def sample(self, count: int | None = None, scale: float | None = None, seed: int = 0,
+               progress: ProgressCallback | None = None) -> pd.DataFrame:
+        """A synthetic canonical table: `count` records, or `scale` x the training size (default 1x)."""
+        if self.manifest is None:
+            raise UserError("the synthesizer is not fitted: call fit() or Synthesizer.load(run) first")
+        if count is not None and scale is not None:
+            raise UserError("give either --count or --scale, not both")
+        if (count is not None and count < 0) or (scale is not None and scale <= 0):
+            raise UserError("--count must be >= 0 and --scale > 0")
+        target = generation.target_records(self.manifest["input"]["records"], count, scale)
+        plans = [sampling.ChunkPlan(index=c["index"], window=tuple(c["window"]), real_records=c["records"],
+                                    records_per_flow=c["records_per_flow"], model=self._model(c["index"]))
+                 for c in self.manifest["chunks"]]
+        layout = attribute_layout(self._encoder, len(plans))
+        return sampling.sample_chunks(plans, self._encoder, layout, self.config.kind, target, seed, progress)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def attribute_layout(encoder, n_chunks: int) -> generation.AttributeLayout | None:
+    """Find flow_start and the tag one-hots in the encoded attribute row.
+
+    The encoder lays attributes out as [srcip, dstip, srcport, dstport, proto, flow_start, starts_here,
+    in_chunk_0..N-1]; the tags are the last 1 + N two-way spans, flow_start the span before them.
+    """
+    spans = encoder.attribute_spans
+    if not getattr(encoder, "tag_columns_", True):
+        return None                                   # unchunked flows carry no tags: nothing to merge
+    offsets = np.cumsum([0] + [s.dim for s in spans])
+    n_tags = 1 + n_chunks
+    if len(spans) < n_tags + 1 or any(s.dim != 2 or s.activation != "softmax" for s in spans[-n_tags:]):
+        raise UserError(f"the fitted encoder has no flow tags for {n_chunks} chunks; refit the run")
+    first_tag = len(spans) - n_tags
+    pairs = [(int(offsets[i]), int(offsets[i] + 1)) for i in range(first_tag, len(spans))]
+    return generation.AttributeLayout(flow_start=int(offsets[first_tag - 1]), starts_here=pairs[0],
+                                      in_chunk=tuple(pairs[1:]))
+
+
+def _check_kind(table: pd.DataFrame, cfg: TraceSynthConfig, name: str | None) -> None:
+    kind = table_kind(table)
+    if kind != cfg.kind:
+        other = "netflow" if cfg.kind == "flows" else "pcap"
+        raise UserError(f"{name or 'input'}: is a {kind} trace but the config models {cfg.kind}; use "
+                        f"--preset {'pcap' if kind == 'packets' else 'netflow'} (not {other})")
+
+
+def _check_size(n_flows: int, cfg: TraceSynthConfig, run: Path) -> None:
+    batch = cfg.training.batch_size
+    if n_flows < batch:
+        raise UserError(f"trace too small: chunk 0 has {n_flows} flow samples, fewer than one batch "
+                        f"(training.batch_size = {batch}); use fewer chunks (--chunks), a smaller batch "
+                        "size in the config, or a longer trace")
+
+
+def _use_holdout(cfg: TraceSynthConfig) -> bool:
+    """Hold out a slice only when selection will happen: on, not DP, and >1 checkpoint expected."""
+    t = cfg.training
+    return bool(t.checkpoint_selection and cfg.privacy is None and t.holdout_fraction > 0
+                and t.epochs // t.checkpoint_every > 1)
+
+
+def _split_holdout(chunk, cfg: TraceSynthConfig, holdout: bool):
+    """Training flows of a chunk (records before the held-out slice) and the slice's description."""
+    flows = chunk.flows
+    if not holdout or flows.n_flows == 0:
+        return flows, None
+    start = selection.holdout_start(chunk.window, cfg.training.holdout_fraction)
+    series = flows.series
+    times = generation.absolute_times(flows.attributes["flow_start"].to_numpy(np.float64),
+                                      series["flow_id"].to_numpy(np.int64), series["iat"].to_numpy(np.float64))
+    keep_flows = np.unique(series["flow_id"].to_numpy(np.int64)[times < start])
+    train = flows.select(keep_flows)
+    train_series = train.series
+    t2 = generation.absolute_times(train.attributes["flow_start"].to_numpy(np.float64),
+                                   train_series["flow_id"].to_numpy(np.int64), train_series["iat"].to_numpy(np.float64))
+    train.series = train_series[t2 < start].reset_index(drop=True)
+    time_col = TIME_COLUMN[cfg.kind]
+    held = chunk.records[chunk.records[time_col] >= start]
+    return train, {"start": float(start), "records": held}
+
+
+def held_records(info: dict) -> pd.DataFrame:
+    return info["holdout"]["records"]
+
+
+def _feature_names(cfg: TraceSynthConfig) -> list[str]:
+    return [f.name for f in cfg.fields if f.role == "feature"]
+
+
+def _categorical(cfg: TraceSynthConfig) -> set[str]:
+    return {f.name for f in cfg.fields if f.encoding == "categorical"}
+
+
+def _relative(path, root: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, resumed, fit_s) -> dict:
+    chunks = []
+    for info, result in zip(prepared["chunks"], results):
+        pick = chosen[result.index]
+        chunks.append({"index": info["index"], "window": info["window"], "records": info["records"],
+                       "flows": info["flows"], "records_per_flow": info["records_per_flow"],
+                       "epochs": result.epochs, "init_from": result.init_from, "weights": pick["weights"],
+                       "selected_epoch": pick["epoch"], "selection_scores": pick["scores"],
+                       "checkpoints": {str(k): v for k, v in result.checkpoints.items()},
+                       "train_s": round(result.train_s, 3)})
+    return {"config_hash": config_hash(cfg),
+            "input": {"name": input_name, "fingerprint": fingerprint, "records": prepared["records"],
+                      "kind": cfg.kind},
+            "chunks": chunks, "runner": runner.describe(), "resumed": resumed,
+            "privacy": None if cfg.privacy is None else cfg.privacy.model_dump(mode="json"),
+            "timings": {"fit_s": round(fit_s, 3), "train_s": round(sum(r.train_s for r in results), 3)}}

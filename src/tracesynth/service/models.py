@@ -1,0 +1,111 @@
+"""What a client may ask of the service, validated by pydantic, and how a job request becomes a config.
+
+Validation happens in the web process when the job is submitted, so a bad parameter is a 422 with the
+field named, not a job that fails a minute later in a worker. The resolved `TraceSynthConfig` is stored
+with the job, so a resumed job trains with exactly the configuration it started with.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..config import TraceSynthConfig, _deep_merge, config_from_dict, preset
+from ..errors import ConfigError, UserError
+
+#: Config keys that name files on the server. A client must never make the server read a path it chose.
+_PATH_KEYS = (("word2vec", "pretrained"), ("privacy", "public_trace"))
+
+#: Output format per trace kind when the request names none.
+DEFAULT_OUTPUT = {"packets": "pcap", "flows": "csv"}
+DEFAULT_PRESET = {"packets": "pcap", "flows": "netflow"}
+
+
+class JobRequest(BaseModel):
+    """Start a synthesis job on an uploaded trace: fit a model, generate a synthetic trace, write a report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: UUID = Field(description="id of an upload (POST /api/uploads)")
+    preset: Optional[Literal["pcap", "netflow"]] = Field(
+        None, description="configuration preset; default: pcap for packet captures, netflow for flow records")
+    epochs: int = Field(50, ge=1, le=100_000, description="training epochs of the first chunk")
+    chunks: Optional[int] = Field(None, ge=1, le=100, description="time chunks (default: the preset's)")
+    count: Optional[int] = Field(None, ge=1, le=50_000_000,
+                                 description="packets/records to generate (exclusive with scale)")
+    scale: Optional[float] = Field(None, gt=0, le=100,
+                                   description="output size as a multiple of the input (default 1.0)")
+    dp_epsilon: Optional[float] = Field(None, gt=0, le=1000, description="train with differential privacy")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    output_format: Optional[Literal["pcap", "csv", "parquet"]] = Field(
+        None, description="synthetic trace format; default pcap for packets, csv for flow records")
+    overrides: Optional[dict[str, Any]] = Field(
+        None, description="config keys merged into the preset, e.g. {\"model\": {\"sample_len\": 5}}")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "JobRequest":
+        if self.count is not None and self.scale is not None:
+            raise ValueError("give either count or scale, not both")
+        return self
+
+
+class UploadOut(BaseModel):
+    id: str
+    filename: str
+    size: int
+    format: str
+    kind: str
+    summary: dict[str, Any]
+    created: float
+
+
+class JobOut(BaseModel):
+    id: str
+    upload_id: str
+    status: str
+    resumable: bool
+    params: dict[str, Any]
+    progress: dict[str, Any]
+    outputs: dict[str, Any]
+    error: Optional[str]
+    attempt: int
+    pid: Optional[int]
+    created: float
+    started: Optional[float]
+    finished: Optional[float]
+
+
+def resolve_config(request: JobRequest, kind: str) -> TraceSynthConfig:
+    """The full run configuration for a request on a trace of `kind` ("packets" or "flows")."""
+    name = request.preset or DEFAULT_PRESET[kind]
+    base = preset(name)
+    if base.kind != kind:
+        raise UserError(f"preset: {name!r} models {base.kind}, but the upload holds {kind}; "
+                        f"use preset {DEFAULT_PRESET[kind]!r}")
+    data = base.model_dump(mode="json")
+    if request.overrides:
+        _refuse_paths(request.overrides)
+        data = _deep_merge(data, request.overrides)
+    data["training"]["epochs"] = request.epochs
+    data["training"]["checkpoint_every"] = min(data["training"]["checkpoint_every"], request.epochs)
+    data["training"]["seed"] = request.seed
+    if request.chunks is not None:
+        data["chunking"]["n_chunks"] = request.chunks
+    if request.dp_epsilon is not None:
+        data["privacy"] = {**(data.get("privacy") or {}), "epsilon": request.dp_epsilon}
+    return config_from_dict(data, "job request")
+
+
+def output_format(request: JobRequest, kind: str) -> str:
+    fmt = request.output_format or DEFAULT_OUTPUT[kind]
+    if fmt == "pcap" and kind != "packets":
+        raise UserError("output_format: flow records cannot be written as a pcap; use csv or parquet")
+    return fmt
+
+
+def _refuse_paths(overrides: dict[str, Any]) -> None:
+    for section, key in _PATH_KEYS:
+        part = overrides.get(section)
+        if isinstance(part, dict) and part.get(key) is not None:
+            raise ConfigError(f"overrides.{section}.{key}: file paths cannot be set through the service")

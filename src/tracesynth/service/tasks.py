@@ -1,0 +1,34 @@
+"""The three steps of a job, each one call into the path-in/path-out entry points
+(`tracesynth.pipeline.commands`, re-exported by `tracesynth.api`, and `tracesynth.api.report_paths`).
+
+Kept apart from the worker so the wiring to the pipeline and the evaluation is one line per step.
+Runs only inside worker processes: importing the pipeline pulls in torch, which the web process never loads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..progress import ProgressCallback
+
+
+def fit(trace: Path, run_dir: Path, config: Path, progress: ProgressCallback) -> Any:
+    """Train (or resume training) the run folder; an unfinished run folder resumes from its checkpoints."""
+    from ..pipeline.commands import fit_path
+
+    return fit_path(trace, run_dir, config=config, progress=progress)
+
+
+def generate(run_dir: Path, out: Path, count: int | None, scale: float | None, seed: int,
+             progress: ProgressCallback) -> Any:
+    """Sample the synthetic trace into `out` (format by suffix)."""
+    from ..pipeline.commands import generate_path
+
+    return generate_path(run_dir, out, count=count, scale=scale, seed=seed, progress=progress)
+
+
+def report(real: Path, synthetic: Path, out: Path) -> Any:
+    """Write the self-contained HTML report comparing the real and the synthetic trace."""
+    from .. import api
+
+    return api.report_paths(real, synthetic, out)

@@ -1,0 +1,78 @@
+"""Merging by flow tags, output sizing and trimming, on hand-made arrays with known answers."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracesynth.pipeline import generation as gen
+
+# attribute row: [flow_start, starts_here(0,1), in_chunk_0(0,1), in_chunk_1(0,1), in_chunk_2(0,1), marker]
+LAYOUT = gen.AttributeLayout(flow_start=0, starts_here=(1, 2), in_chunk=((3, 4), (5, 6), (7, 8)))
+
+
+def row(start, starts_here, bits, marker):
+    r = [start, 1 - starts_here, starts_here]
+    for b in bits:
+        r += [1 - b, b]
+    return r + [marker]
+
+
+def test_merge_keeps_starting_rows_and_copies_forward():
+    chunk0 = np.array([row(0.1, 1, (1, 0, 1), 10),     # starts in 0, continues into 2
+                       row(0.2, 1, (1, 1, 0), 11),     # starts in 0, continues into 1
+                       row(0.3, 0, (1, 1, 0), 12)],    # not starting here: dropped
+                      dtype=np.float32)
+    chunk1 = np.array([row(0.4, 1, (0, 1, 1), 20),     # starts in 1, continues into 2
+                       row(0.05, 0, (1, 1, 0), 21),    # continuation: only its flow_start is reused
+                       row(0.5, 1, (0, 0, 1), 22)],    # claims to start in 1 but bit 1 unset: dropped
+                      dtype=np.float32)
+    chunk2 = np.array([row(0.6, 1, (0, 0, 1), 30)], dtype=np.float32)
+    merged = gen.merge_by_tags([chunk0, chunk1, chunk2], LAYOUT, np.random.default_rng(0))
+    markers = [sorted(m[:, -1].astype(int).tolist()) for m in merged]
+    assert markers == [[10, 11], [11, 20], [10, 20, 30]]
+    copied = merged[1][merged[1][:, -1] == 11][0]
+    assert not gen.tag_set(copied[None], LAYOUT.starts_here)[0]
+    assert copied[0] == np.float32(0.05)              # flow start drawn from chunk 1's continuations
+    copied2 = merged[2][merged[2][:, -1] == 10][0]
+    assert copied2[0] == 0.0                          # chunk 2 generated no continuations: window start
+
+
+def test_absolute_times_cumulate_within_each_flow():
+    starts = np.array([100.0, 200.0])
+    fid = np.array([0, 0, 0, 1, 1])
+    iat = np.array([0.0, 1.0, 2.0, 0.5, 0.25])
+    assert np.allclose(gen.absolute_times(starts, fid, iat), [100, 101, 103, 200.5, 200.75])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=40), st.integers(0, 1000), st.integers(0, 2**31))
+def test_select_records_hits_target_exactly(lengths, target, seed):
+    fid = np.repeat(np.arange(len(lengths)), lengths)
+    mask = gen.select_records(fid, np.ones(len(fid), bool), target, np.random.default_rng(seed))
+    assert mask.sum() == min(target, len(fid))
+    kept_flows, counts = np.unique(fid[mask], return_counts=True)
+    full = np.asarray(lengths)[kept_flows]
+    assert (counts < full).sum() <= 1                  # at most one flow is cut short
+    # the cut flow keeps its earliest records
+    for f in kept_flows:
+        idx = np.flatnonzero(fid == f)
+        assert mask[idx].tolist() == sorted(mask[idx].tolist(), reverse=True)
+
+
+@given(st.integers(0, 10**6), st.lists(st.floats(0, 1000), min_size=1, max_size=20))
+def test_split_target_sums_exactly(total, weights):
+    parts = gen.split_target(total, np.array(weights))
+    assert parts.sum() == total and (parts >= 0).all()
+
+
+def test_target_records_count_and_scale():
+    assert gen.target_records(1000, 250, None) == 250
+    assert gen.target_records(1000, None, 1.5) == 1500
+    assert gen.target_records(1000, None, None) == 1000
+
+
+def test_window_mask_last_window_is_closed():
+    t = np.array([0.0, 5.0, 10.0])
+    assert gen.window_mask(t, (0, 10), last=False).tolist() == [True, True, False]
+    assert gen.window_mask(t, (0, 10), last=True).tolist() == [True, True, True]

@@ -1,0 +1,56 @@
+"""Jobs that really train in worker processes: a tiny job to completion, and cancelling a running job."""
+from __future__ import annotations
+
+import sys
+import time
+
+from service_helpers import TINY, pid_alive, wait_for
+
+from tracesynth.io import read_trace
+
+
+def test_tiny_job_runs_to_completion_in_a_worker(client, settings, sample, tmp_path):
+    up = client.post("/api/uploads", content=sample.read_bytes()).json()
+    job = client.post("/api/jobs", json={"upload_id": up["id"], "epochs": 2, "chunks": 1, "count": 400,
+                                         "seed": 3, "overrides": TINY}).json()
+    done = wait_for(client, job["id"], ("done",))
+    assert done["outputs"]["synthetic"] == "synthetic.pcap"
+    assert done["outputs"]["fit"]["epochs"] == 2 and done["attempt"] == 1
+    assert done["pid"] is None and done["resumable"] is False
+    # the web process never trained: torch is imported only by the worker
+    assert "tracesynth.model.trainer" not in sys.modules
+    r = client.get(f"/api/jobs/{job['id']}/synthetic")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    assert f"synthetic-{job['id'][:8]}.pcap" in r.headers["content-disposition"]
+    out = tmp_path / "downloaded.pcap"
+    out.write_bytes(r.content)
+    table = read_trace(out).table
+    assert abs(len(table) - 400) <= 8  # --count within 2%
+    if done["outputs"].get("report"):
+        report = client.get(f"/api/jobs/{job['id']}/report")
+        assert report.status_code == 200 and "<html" in report.text.lower()
+    else:
+        assert "report failed" in done["error"]
+    assert client.get("/api/health").json()["jobs"] == {"done": 1}
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+    assert not (settings.jobs_dir / job["id"]).exists()
+
+
+def test_cancel_stops_the_worker_and_resume_requeues(client, sample):
+    up = client.post("/api/uploads", content=sample.read_bytes()).json()
+    job = client.post("/api/jobs", json={"upload_id": up["id"], "epochs": 500, "chunks": 1,
+                                         "overrides": TINY}).json()
+    running = wait_for(client, job["id"], ("running",), until=lambda j: j["pid"] is not None)
+    pid = running["pid"]
+    cancelled = client.post(f"/api/jobs/{job['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["resumable"] is True
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(pid)
+    time.sleep(1.0)  # a stopped worker must not write over the cancelled state
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+    resumed = client.post(f"/api/jobs/{job['id']}/resume").json()
+    assert resumed["status"] in ("queued", "running")
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+    assert client.get("/api/health").json()["running"] == 0

@@ -1,0 +1,91 @@
+"""Config: presets equal NetShare's examples, YAML/JSON round trips, errors that name the key."""
+from __future__ import annotations
+
+import pytest
+
+from tracesynth.config import config_from_dict, load_config, preset, privacy_problems, save_config
+from tracesynth.errors import ConfigError
+
+
+def test_pcap_preset_matches_netshare_example():
+    cfg = preset("pcap")
+    assert cfg.kind == "packets" and cfg.time.column == "time"
+    enc = {f.name: f.encoding for f in cfg.fields}
+    assert enc == {"srcip": "bits", "dstip": "bits", "srcport": "word2vec_port", "dstport": "word2vec_port",
+                   "proto": "word2vec_proto", "pkt_len": "numeric", "tos": "numeric", "id": "numeric",
+                   "flag": "categorical", "off": "numeric", "ttl": "numeric", "tcp_flags": "categorical"}
+    ranges = {f.name: f.range for f in cfg.fields if f.encoding == "numeric"}
+    assert ranges == {"pkt_len": None, "tos": (0, 255), "id": (0, 65535), "off": (0, 8191), "ttl": (0, 255)}
+    assert cfg.field("srcip").n_bits == 32 and cfg.word2vec.vector_size == 10 and cfg.word2vec.window == 5
+    assert cfg.chunking.n_chunks == 10 and cfg.training.batch_size == 100
+
+
+def test_netflow_preset_matches_netshare_example():
+    cfg = preset("netflow")
+    assert cfg.kind == "flows" and cfg.time.column == "ts"
+    assert [(f.name, f.log1p) for f in cfg.fields if f.encoding == "numeric"] == \
+        [("td", True), ("pkt", True), ("byt", True)]
+    assert cfg.field("label").encoding == "categorical" and cfg.model.sample_len == 10
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_save_load_round_trip(tmp_path, suffix):
+    cfg = preset("netflow")
+    cfg.chunking.n_chunks = 4
+    path = save_config(cfg, tmp_path / f"run{suffix}")
+    assert load_config(path) == cfg
+
+
+def test_preset_key_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: pcap\nchunking:\n  n_chunks: 3\nflow_length:\n  max_flow_len: 50\n")
+    cfg = load_config(path)
+    assert cfg.chunking.n_chunks == 3 and cfg.flow_length.max_flow_len == 50 and cfg.kind == "packets"
+
+
+def _bad(change):
+    data = preset("pcap").model_dump(mode="json")
+    change(data)
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, "cfg.yaml")
+    return str(info.value)
+
+
+def test_unknown_key_is_named():
+    msg = _bad(lambda d: d["chunking"].update(n_chunk=3))
+    assert "cfg.yaml" in msg and "chunking.n_chunk" in msg
+
+
+def test_impossible_values_are_named():
+    assert "chunking.n_chunks" in _bad(lambda d: d["chunking"].update(n_chunks=0))
+    assert "fields.5: Value error, field 'pkt_len': range must be" in _bad(lambda d: d["fields"][5].update(range=[10, 1]))
+    assert "sample_len" in _bad(lambda d: d["model"].update(sample_len=7))
+    assert "fields.0.n_bits" in _bad(lambda d: d["fields"][0].update(n_bits=0))
+    assert "fields.11 (tcp_flags).role" in _bad(lambda d: d["fields"][11].update(role="attribute"))
+    assert "fields.0 (srcip).role" in _bad(lambda d: d["fields"][0].update(role="feature"))
+    assert "time.column" in _bad(lambda d: d["time"].update(column="ts"))
+    assert "fields.8 (flag).choices" in _bad(lambda d: d["fields"][8].update(encoding="numeric", choices=[1]))
+    assert "duplicate" in _bad(lambda d: d["fields"].append(dict(d["fields"][5])))
+
+
+def test_unknown_preset_and_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset 'pcapng'"):
+        preset("pcapng")
+    bad = tmp_path / "c.yaml"
+    bad.write_text("chunking: [unclosed")
+    with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
+        load_config(bad)
+
+
+def test_privacy_problems_name_every_private_dependency():
+    cfg = preset("pcap")
+    keys = [p.split(":")[0] for p in privacy_problems(cfg)]
+    assert keys == ["word2vec.pretrained", "fields.5 (pkt_len).range", "fields.8 (flag).choices",
+                    "fields.11 (tcp_flags).choices", "time.window", "time.interarrival_range"]
+    data = cfg.model_dump(mode="json")
+    data["word2vec"]["pretrained"] = "public.kv"
+    data["fields"][5]["range"] = [20, 1500]
+    data["fields"][8]["choices"] = [0, 1, 2, 3]
+    data["fields"][11]["choices"] = list(range(256))
+    data["time"].update(window=[0, 60], interarrival_range=[0, 60])
+    assert privacy_problems(config_from_dict(data)) == []
