@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracesynth.config import config_from_dict, load_config, preset, privacy_problems, save_config
+from tracesynth.config import config_from_dict, load_config, preset, save_config
 from tracesynth.errors import ConfigError
 
 
@@ -75,17 +75,3 @@ def test_unknown_preset_and_bad_file(tmp_path):
     bad.write_text("chunking: [unclosed")
     with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
         load_config(bad)
-
-
-def test_privacy_problems_name_every_private_dependency():
-    cfg = preset("pcap")
-    keys = [p.split(":")[0] for p in privacy_problems(cfg)]
-    assert keys == ["word2vec.pretrained", "fields.5 (pkt_len).range", "fields.8 (flag).choices",
-                    "fields.11 (tcp_flags).choices", "time.window", "time.interarrival_range"]
-    data = cfg.model_dump(mode="json")
-    data["word2vec"]["pretrained"] = "public.kv"
-    data["fields"][5]["range"] = [20, 1500]
-    data["fields"][8]["choices"] = [0, 1, 2, 3]
-    data["fields"][11]["choices"] = list(range(256))
-    data["time"].update(window=[0, 60], interarrival_range=[0, 60])
-    assert privacy_problems(config_from_dict(data)) == []

@@ -25,10 +25,21 @@ TOP_PORTS = 10
 
 
 def inspect_trace(path: str | Path, *, mapping: dict[str, str] | None = None, flow_format: str | None = None,
-                  progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Read a trace and summarise it: size, time span, hosts, flows, protocol mix, ports, what was skipped."""
+                  progress: ProgressCallback | None = None, flows: bool = False,
+                  config: Any = None) -> dict[str, Any]:
+    """Read a trace and summarise it: size, time span, hosts, flows, protocol mix, ports, what was skipped.
+
+    `flows`: also add `flow_details` (flows per chunk, spanning flows, length percentiles, flows the cap
+    would split) under `config` (default: the preset for the trace's kind)."""
     trace = read_trace(path, mapping=mapping, flow_format=flow_format, progress=progress)
-    return summarize(trace)
+    summary = summarize(trace)
+    if flows:
+        from .config import preset
+        from .flows.summary import flow_summary
+
+        cfg = config or preset("pcap" if trace.kind == "packets" else "netflow")
+        summary["flow_details"] = flow_summary(trace.table, cfg)
+    return summary
 
 
 def summarize(trace: Trace) -> dict[str, Any]:

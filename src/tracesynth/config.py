@@ -77,6 +77,9 @@ class Word2VecConfig(_Section):
     min_count: int = Field(1, ge=1)
     epochs: int = Field(5, ge=1)
     sg: Literal[0, 1] = 0
+    #: train on at most this many records (every distinct port/protocol triple plus a seeded sample);
+    #: None trains on every record as NetShare does
+    max_sentences: Optional[int] = Field(200_000, ge=1)
     #: path of a saved gensim model to load instead of training (public model, required in DP mode)
     pretrained: Optional[str] = None
 
@@ -188,27 +191,6 @@ def _check_fields(config: "TraceSynthConfig") -> None:
             raise ValueError(f"{key}: log1p and range apply to numeric fields only (encoding is {f.encoding})")
         if f.encoding != "categorical" and f.choices is not None:
             raise ValueError(f"{key}.choices: applies to categorical fields only (encoding is {f.encoding})")
-
-
-def privacy_problems(config: "TraceSynthConfig") -> list[str]:
-    """What still reads private data outside a DP budget (NETSHARE.md section 9), one line per key.
-
-    Empty when every range, choice list, the time window and the word2vec model are fixed or public.
-    The pipeline calls this before DP training unless it fits the encoders on a public trace.
-    """
-    problems = []
-    for i, f in enumerate(config.fields):
-        if f.encoding == "numeric" and f.range is None:
-            problems.append(f"fields.{i} ({f.name}).range: set a fixed [min, max]")
-        if f.encoding == "categorical" and f.choices is None:
-            problems.append(f"fields.{i} ({f.name}).choices: list the possible values")
-        if f.encoding.startswith("word2vec") and config.word2vec.pretrained is None:
-            problems.append("word2vec.pretrained: give a model trained on a public trace")
-    if config.time.window is None:
-        problems.append("time.window: set the public [start, end] of the trace")
-    if config.time.interarrival_range is None:
-        problems.append("time.interarrival_range: set a fixed [min, max] in seconds")
-    return list(dict.fromkeys(problems))
 
 
 def _ip(name: str) -> FieldConfig:

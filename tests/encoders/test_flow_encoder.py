@@ -174,3 +174,14 @@ def test_unknown_field_and_uncapped_flows_are_user_errors(caida):
     series.loc[series.index[-1], "step"] = cfg.flow_length.max_flow_len  # one record past the cap
     with pytest.raises(UserError, match="max_flow_len"):
         enc.transform(FlowTable(flows.kind, flows.attributes, series), chunks[0].window)
+
+
+def test_word2vec_sample_keeps_every_value():
+    table = read_trace(shared("caida/caida-10k.pcapng")).table
+    sp, dp, pr = (table[c].to_numpy() for c in ("srcport", "dstport", "proto"))
+    emb = PortProtoEmbedding(epochs=1, seed=3, max_sentences=1000).fit(sp, dp, pr)
+    ports = Word2VecEncoder(emb, "port").fit()
+    assert set(ports.values_.tolist()) == set(np.r_[sp, dp].tolist())
+    assert np.array_equal(ports.inverse_transform(ports.transform(sp)), sp)
+    again = PortProtoEmbedding(epochs=1, seed=3, max_sentences=1000).fit(sp, dp, pr)
+    assert np.array_equal(again.wv_.vectors, emb.wv_.vectors)

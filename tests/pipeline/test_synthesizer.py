@@ -23,7 +23,7 @@ def tiny_config(**training):
     d = preset("pcap").model_dump(mode="json")
     d["chunking"]["n_chunks"] = 2
     d["flow_length"]["max_flow_len"] = 10
-    d["training"].update(epochs=2, checkpoint_every=1, batch_size=20, **training)
+    d["training"].update({"epochs": 2, "checkpoint_every": 1, "batch_size": 20, **training})
     d["model"].update(sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
                       critic_num_units=16, critic_num_layers=1, attr_critic_num_units=16,
                       attr_critic_num_layers=1)
@@ -45,7 +45,8 @@ def fitted(caida_table, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "run"
 
     def stop_after_first_epoch(event):
-        if event.stage == "train" and event.info.get("chunk") == 0 and event.done == 1:
+        first = run / "chunk_000" / "checkpoints" / "epoch-00001.pt"
+        if event.stage == "train" and event.info.get("chunk") == 0 and first.exists():
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -107,7 +108,7 @@ def test_pcap_output_rereads_in_range(fitted, tmp_path):
 def test_finetuned_chunk_starts_from_chunk0_weights(fitted, tmp_path):
     run, synth = fitted
     c0 = run / "chunk_000" / "weights.pt"
-    job = chunked.ChunkJob(index=1, config=tiny_config(lr_generator=1e-12, lr_critic=1e-12).model_dump(mode="json"),
+    job = chunked.ChunkJob(index=1, config=tiny_config(lr_generator=1e-12, lr_critic=1e-12, batch_size=100).model_dump(mode="json"),
                            attribute_spans=chunked.spans_to_plain(synth._encoder.attribute_spans),
                            feature_spans=chunked.spans_to_plain(synth._encoder.feature_spans),
                            data_path=str(run / "chunk_001" / "train.npz"), chunk_dir=str(tmp_path / "c1"),

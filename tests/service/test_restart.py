@@ -6,7 +6,11 @@ import time
 
 import httpx
 
+import pytest
+
 from service_helpers import TINY, pid_alive, wait_for
+
+pytestmark = pytest.mark.slow
 
 
 def test_kill_server_mid_job_then_resume(server_factory, sample):
@@ -14,10 +18,10 @@ def test_kill_server_mid_job_then_resume(server_factory, sample):
     api = httpx.Client(base_url=server.url, timeout=30)
     up = api.post("/api/uploads", content=sample.read_bytes()).json()
     tiny = {**TINY, "training": {**TINY["training"], "checkpoint_every": 1}}
-    job = api.post("/api/jobs", json={"upload_id": up["id"], "epochs": 6, "chunks": 1, "count": 300,
+    job = api.post("/api/jobs", json={"upload_id": up["id"], "epochs": 5, "chunks": 1, "count": 300,
                                       "overrides": tiny}).json()
     # wait until at least two epochs (two checkpoints) are behind it
-    running = wait_for(api, job["id"], ("running",), until=lambda j: (j["progress"].get("epoch") or 0) >= 3)
+    running = wait_for(api, job["id"], ("running",), until=lambda j: (j["progress"].get("epoch") or 0) >= 2)
     worker = running["pid"]
     server.kill9()
     deadline = time.monotonic() + 15

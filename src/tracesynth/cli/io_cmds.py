@@ -39,15 +39,25 @@ _FORMAT = typer.Option(None, "--format", "-f", help="Force the flow-record forma
 @app.command()
 def inspect(trace: Path = _TRACE,
             json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-            mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT) -> None:
+            mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT,
+            flow_details: bool = typer.Option(False, "--flows", help="Also show flows per chunk, flows spanning "
+                                              "chunks, flow-length percentiles and flows the length cap splits.")) -> None:
     """Summarise a trace: records, time span, hosts, flows, protocol mix, top ports, what was skipped."""
     with progress_bar("reading", enabled=not json_out) as progress:
         summary = api.inspect_trace(trace, mapping=parse_mapping(mapping), flow_format=_value(fmt),
-                                    progress=progress)
+                                    progress=progress, flows=flow_details)
     if json_out:
         print(json.dumps(summary, indent=2))
         return
     _print_summary(summary)
+    if flow_details:
+        d = summary["flow_details"]
+        pct = ", ".join(f"{k} {v:g}" for k, v in d["flow_length_percentiles"].items())
+        out.print(f"flows: {d['flows']:,} in {d['n_chunks']} {d['chunking']} chunks; per chunk "
+                  f"{d['flows_per_chunk']}; spanning several chunks: {d['flows_spanning_chunks']:,}\n"
+                  f"flow length (records): {pct}\n"
+                  f"cap max_flow_len={d['max_flow_len']}: {d['flows_over_cap']:,} flows would be split "
+                  f"({d['extra_samples_from_split']:,} extra samples)", highlight=False)
 
 
 @app.command()

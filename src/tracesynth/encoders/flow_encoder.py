@@ -110,7 +110,7 @@ class FlowEncoder:
             for c in cols:
                 cols[c].append(t.attributes[c].to_numpy()[fid])
         return PortProtoEmbedding(w.vector_size, w.window, w.min_count, w.epochs, w.sg,
-                                  self.config.training.seed).fit(*(np.concatenate(v) for v in cols.values()))
+                                  self.config.training.seed, w.max_sentences).fit(*(np.concatenate(v) for v in cols.values()))
 
     def _make_encoder(self, f: FieldConfig) -> Encoder:
         if f.encoding.startswith("word2vec"):

@@ -35,18 +35,35 @@ def sentences(srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray) -> li
     return np.stack(cols, axis=1).tolist()
 
 
+def training_records(srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray, max_sentences: int | None,
+                     seed: int) -> np.ndarray:
+    """Indices of the records word2vec trains on: all of them, or (above `max_sentences`) one record of
+    every distinct (srcport, dstport, proto) so that every value gets a vector, plus a seeded uniform
+    sample of the rest, which keeps the co-occurrence frequencies. Sorted, so time order is kept."""
+    n = len(srcport)
+    if max_sentences is None or n <= max_sentences:
+        return np.arange(n)
+    packed = (np.asarray(srcport, np.int64) << 24) | (np.asarray(dstport, np.int64) << 8) | np.asarray(proto, np.int64)
+    _, first = np.unique(packed, return_index=True)
+    budget = max(max_sentences - len(first), 0)
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(n, size=min(budget, n), replace=False)
+    return np.union1d(first, sample)
+
+
 class PortProtoEmbedding:
     """The shared word2vec model over port and protocol tokens (NetShare: vector 10, window 5, CBOW)."""
 
     def __init__(self, vector_size: int = 10, window: int = 5, min_count: int = 1, epochs: int = 5,
-                 sg: int = 0, seed: int = 0):
+                 sg: int = 0, seed: int = 0, max_sentences: int | None = None):
         self.vector_size, self.window, self.min_count = vector_size, window, min_count
-        self.epochs, self.sg, self.seed = epochs, sg, seed
+        self.epochs, self.sg, self.seed, self.max_sentences = epochs, sg, seed, max_sentences
 
     def fit(self, srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray) -> "PortProtoEmbedding":
         from gensim.models import Word2Vec
 
-        corpus = sentences(srcport, dstport, proto)
+        rows = training_records(srcport, dstport, proto, self.max_sentences, self.seed)
+        corpus = sentences(np.asarray(srcport)[rows], np.asarray(dstport)[rows], np.asarray(proto)[rows])
         if not corpus:
             raise UserError("word2vec: no records to train the port/protocol embedding on")
         model = Word2Vec(corpus, vector_size=self.vector_size, window=self.window, min_count=self.min_count,

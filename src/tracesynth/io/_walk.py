@@ -17,8 +17,8 @@ Walk status codes (returned with the stop offset):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 
 import numpy as np
 

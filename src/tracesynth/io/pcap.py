@@ -17,7 +17,7 @@ from ..errors import TraceFormatError
 from ..progress import ProgressCallback, emit
 from ..schema import PACKET_COLUMNS
 from . import ReadReport, Trace, sniff_format
-from ._walk import WALK_GARBAGE, WALK_OK, WALK_TRUNCATED, PacketRecords, walk_pcap
+from ._walk import WALK_OK, WALK_TRUNCATED, PacketRecords, walk_pcap
 from .decode import SUPPORTED_LINKTYPES, decode_ipv4, distinct_counts
 
 log = logging.getLogger(__name__)

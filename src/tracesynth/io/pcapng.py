@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import TraceFormatError
 from . import ReadReport
 from ._walk import SHB_TYPE, PacketRecords, walk_pcapng
-from .decode import SUPPORTED_LINKTYPES, _view, distinct_counts
+from .decode import SUPPORTED_LINKTYPES, _view
 
 IDB_TYPE, OPB_TYPE, SPB_TYPE, EPB_TYPE = 1, 2, 3, 6
 PACKET_BLOCKS = (EPB_TYPE, SPB_TYPE, OPB_TYPE)

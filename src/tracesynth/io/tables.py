@@ -18,7 +18,7 @@ import pandas as pd
 from .._atomic import atomic_path
 from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback, emit
-from ..schema import FLOW_COLUMNS, PACKET_COLUMNS, TraceKind, canonicalize, columns_for, table_kind
+from ..schema import FLOW_COLUMNS, PACKET_COLUMNS, TraceKind, canonicalize, columns_for
 from . import ReadReport, Trace, sniff_format
 from .ipaddr import ip_to_uint32, uint32_to_ip
 

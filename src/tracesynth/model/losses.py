@@ -47,10 +47,11 @@ class WassersteinGP:
     def per_sample(self, critic: nn.Module, real: Batch, fake: Batch, alpha: torch.Tensor
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-sample critic loss [n] and its parts (each [n]); graph kept for backward."""
-        d_real = critic(*real)  # [n]
-        d_fake = critic(*fake)  # [n]
+        n = real[0].shape[0]
         x_hat = [x.detach().requires_grad_(True) for x in interpolate(real, fake, alpha)]
-        d_hat = critic(*x_hat)
+        # one critic pass over [real; fake; x_hat] (3n rows): fewer, larger matmuls than three passes
+        scores = critic(*[torch.cat([r, f, h]) for r, f, h in zip(real, fake, x_hat)])
+        d_real, d_fake, d_hat = scores[:n], scores[n:2 * n], scores[2 * n:]  # [n] each
         grads = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
         # the critic has no cross-sample layers, so grad of the sum gives each sample's own gradient
         sq = sum(g.flatten(1).pow(2).sum(dim=1) for g in grads)

@@ -69,7 +69,23 @@ def decode_records(encoder, kind: str, attrs: np.ndarray, feats: np.ndarray, fla
         cols["label"] = series["label"].to_numpy()
     cols["_flow"] = fid
     records = pd.DataFrame(cols)
+    if kind == "packets":
+        _header_consistency(records)
     return records[gen.window_mask(times, window, last)].reset_index(drop=True)
+
+
+def _header_consistency(packets: pd.DataFrame) -> None:
+    """Make generated headers self-consistent as a packet on the wire would be: only TCP and UDP carry
+    ports, only TCP carries flags, and a non-first fragment carries neither (the schema's rule: 0). The model learns fields separately, so a
+    generated ICMP packet may come with ports that no real ICMP packet can hold."""
+    proto = packets["proto"].to_numpy()
+    no_ports = (proto != 6) & (proto != 17)
+    if "off" in packets:                    # a non-first fragment carries no transport header either
+        no_ports |= packets["off"].to_numpy() > 0
+    for col in ("srcport", "dstport"):
+        packets.loc[no_ports, col] = 0
+    if "tcp_flags" in packets:
+        packets.loc[no_ports | (proto != 6), "tcp_flags"] = 0
 
 
 def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,

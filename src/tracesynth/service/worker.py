@@ -75,6 +75,7 @@ def run_job(db_path: str, job_dir: str, trace_path: str, job_id: str, attempt: i
     job_folder.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=job_folder / "job.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # its INFO lines would drown the job's own
     store = Store(db_path)
     job = store.get_job(job_id)
     if job is None:
