@@ -148,3 +148,22 @@ __all__ = ["inspect_trace", "summarize", "convert_trace", "meter_flows_file"]
 
 # ---- model: fit / generate / demo (tracesynth.pipeline) ----------------------------------------------
 from .pipeline.commands import demo, fit_path, generate_path  # noqa: E402  (the pipeline's facade)
+
+
+# ---- evaluation: evaluate / report (tracesynth.evaluate) ---------------------------------------------
+def evaluate_paths(real: str | Path, synth: str | Path, **options: Any) -> dict[str, Any]:
+    """Fidelity, structure, privacy and downstream scores of SYNTH against REAL (JSON-ready dict).
+
+    Options: train, json_out, downstream, baseline, seed, progress (see tracesynth.evaluate.evaluate_paths)."""
+    from .evaluate import evaluate_paths as _evaluate_paths
+
+    return _evaluate_paths(real, synth, **options)
+
+
+def report_paths(real: str | Path, synth: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
+    """Write one self-contained HTML evaluation report; returns {"report": path}.
+
+    Options: train, downstream, baseline, seed, meta, progress (see tracesynth.evaluate.report_paths)."""
+    from .evaluate import report_paths as _report_paths
+
+    return {"report": str(_report_paths(real, synth, out, **options))}

@@ -59,7 +59,7 @@ def test_critic_learns_to_tell_real_from_fake():
     assert estimates[-1] > estimates[0] + 0.5 and min(estimates[-10:]) > 0.5
 
 
-def test_same_seed_gives_same_weights(tmp_path: Path):
+def test_same_seed_gives_same_weights():
     data = encoded_flows(96, seed=2)
     runs = []
     for _ in range(2):
@@ -70,10 +70,6 @@ def test_same_seed_gives_same_weights(tmp_path: Path):
     other = _model()
     train(other, data, tiny_training_cfg(), epochs=2, seed=12)
     assert not _same_state(runs[0][0], other.state_dict())
-
-
-class _StopAfter(Exception):
-    pass
 
 
 def test_interrupted_run_resumes_to_the_same_final_state(tmp_path: Path):

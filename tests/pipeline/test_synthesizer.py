@@ -134,3 +134,30 @@ def test_bad_runs_are_user_errors(fitted, tmp_path, caida_table):
     small = tiny_config(batch_size=5000)
     with pytest.raises(UserError, match="trace too small"):
         Synthesizer(small).fit(caida_table, run_dir=tmp_path / "small")
+
+
+@pytest.mark.slow
+def test_local_and_ray_runners_train_identically(fitted, tmp_path):
+    pytest.importorskip("ray")
+    from tracesynth.pipeline.runners import LocalRunner, RayRunner
+
+    run, synth = fitted
+
+    def jobs(folder):
+        return [chunked.ChunkJob(index=1, config=tiny_config(batch_size=100).model_dump(mode="json"),
+                                 attribute_spans=chunked.spans_to_plain(synth._encoder.attribute_spans),
+                                 feature_spans=chunked.spans_to_plain(synth._encoder.feature_spans),
+                                 data_path=str(run / "chunk_001" / "train.npz"),
+                                 chunk_dir=str(tmp_path / folder / str(seed)), epochs=1, seed=seed,
+                                 init_weights=str(run / "chunk_000" / "weights.pt")) for seed in (1, 2)]
+
+    local = LocalRunner(2).map(chunked.train_chunk, jobs("local"))
+    ray_runner = RayRunner("local")
+    try:
+        remote = ray_runner.map(chunked.train_chunk, jobs("ray"))
+    finally:
+        ray_runner.shutdown()
+    for a, b in zip(local, remote):
+        wa, wb = torch.load(a.weights, weights_only=True), torch.load(b.weights, weights_only=True)
+        assert wa.keys() == wb.keys()
+        assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)

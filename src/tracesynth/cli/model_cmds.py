@@ -45,7 +45,8 @@ def generate(run: Path = typer.Argument(..., help="Run folder written by `traces
 
     with progress_bar("generate") as bar:
         result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, progress=bar)
-    out.print(f"wrote {result['records']} synthetic {result['kind']} records -> {result['out']}")
+    what = "packets" if result["kind"] == "packets" else "flow records"
+    out.print(f"wrote {result['records']} synthetic {what} -> {result['out']}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 from sklearn.metrics import mutual_info_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 
@@ -80,7 +81,8 @@ def classifier_auc(real_x: np.ndarray, synth_x: np.ndarray, *, seed: int = 0, ma
     groups = rng.permutation(int(groups.max()) + 1)[groups.ravel()]  # spread duplicates across folds at random
     if len(np.unique(groups)) < folds:
         return 0.5  # fewer distinct rows than folds: nothing tells the sides apart
-    scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(folds), scoring="roc_auc")
+    with threadpool_limits(limits=1):  # OpenMP pools oversubscribe a small shared machine (20x slower)
+        scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(folds), scoring="roc_auc")
     return float(np.nanmean(scores))
 
 

@@ -85,8 +85,8 @@ class DoppelGANger(nn.Module):
         """Generate n flows: (attributes [n, A], features [n, L, D], gen_flags [n, L]) as float32 arrays.
 
         Features are zero after each flow's end; every flow has at least one record. With `attributes`
-        (float32 [n, A], e.g. NetShare's merged per-chunk attribute list) only the time series is
-        generated and the given attributes are returned unchanged. Runs in eval mode (BatchNorm uses
+        (float32 [m, A], e.g. NetShare's merged per-chunk attribute list) only the time series is
+        generated, one flow per given row (`n` is ignored), and the attributes are returned unchanged. Runs in eval mode (BatchNorm uses
         its running statistics) and restores the previous mode afterwards.
         """
         if generator is None:

@@ -23,60 +23,54 @@ FLAG_SPAN = Span(2, "softmax")
 class SpanActivation(nn.Module):
     """Apply each span's activation to its columns of the last axis; `discretize` one-hots softmax spans.
 
-    Spans are grouped (softmax by width, sigmoid, tanh); each group is gathered with one index tensor,
-    activated at once and scattered back through a fixed permutation, which keeps autograd simple.
+    Consecutive spans of the same kind and width form one segment (64 IP-bit heads are one segment of
+    shape [..., 64, 2]), activated with one call on a reshaped slice: no per-span loop, no gathers.
     """
 
     def __init__(self, spans: list[Span]):
         super().__init__()
         self.spans = list(spans)
         self.dim = total_dim(self.spans)
-        softmax: dict[int, list[list[int]]] = {}
-        plain: dict[str, list[int]] = {"sigmoid": [], "tanh": []}
+        #: (start, stop, activation, width) per run of equal spans
+        self.segments: list[tuple[int, int, str, int]] = []
         start = 0
         for span in self.spans:
-            cols = list(range(start, start + span.dim))
-            if span.activation == "softmax":
-                softmax.setdefault(span.dim, []).append(cols)
+            last = self.segments[-1] if self.segments else None
+            if last and last[2] == span.activation and last[3] == span.dim and last[1] == start:
+                self.segments[-1] = (last[0], start + span.dim, last[2], last[3])
             else:
-                plain[span.activation].extend(cols)
+                self.segments.append((start, start + span.dim, span.activation, span.dim))
             start += span.dim
-        self._softmax_dims = sorted(softmax)
-        order: list[int] = []
-        for width in self._softmax_dims:
-            idx = torch.tensor(softmax[width], dtype=torch.long)  # [k, width]
-            self.register_buffer(f"_softmax_{width}", idx, persistent=False)
-            order.extend(idx.flatten().tolist())
-        for name in ("sigmoid", "tanh"):
-            self.register_buffer(f"_{name}", torch.tensor(plain[name], dtype=torch.long), persistent=False)
-            order.extend(plain[name])
-        perm = torch.tensor(order, dtype=torch.long)
-        self._identity = bool(torch.equal(perm, torch.arange(self.dim)))
-        self.register_buffer("_inverse", torch.argsort(perm), persistent=False)
 
-    def _groups(self, x: torch.Tensor, softmax_fn, plain_fns) -> torch.Tensor:
+    def _activate(self, x: torch.Tensor, softmax_fn, plain_fns) -> torch.Tensor:
         parts = []
-        for width in self._softmax_dims:
-            idx = getattr(self, f"_softmax_{width}")  # [k, width]
-            parts.append(softmax_fn(x[..., idx]).flatten(-2))  # [..., k * width]
-        for name in ("sigmoid", "tanh"):
-            idx = getattr(self, f"_{name}")
-            if idx.numel():
-                parts.append(plain_fns[name](x[..., idx]))
-        out = torch.cat(parts, dim=-1)
-        return out if self._identity else out[..., self._inverse]
+        for start, stop, activation, width in self.segments:
+            piece = x[..., start:stop]
+            if activation == "softmax":
+                grouped = piece.reshape(*piece.shape[:-1], (stop - start) // width, width)  # [..., k, width]
+                parts.append(softmax_fn(grouped).flatten(-2))
+            else:
+                parts.append(plain_fns[activation](piece))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """raw [..., dim] logits -> [..., dim] with softmax / sigmoid / tanh per span."""
-        return self._groups(raw, lambda z: torch.softmax(z, dim=-1),
-                            {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
+        return self._activate(raw, _softmax, {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
 
     def discretize(self, values: torch.Tensor) -> torch.Tensor:
         """values [..., dim] -> one-hot argmax on softmax spans, other spans unchanged."""
         def one_hot(z: torch.Tensor) -> torch.Tensor:
             return nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
 
-        return self._groups(values, one_hot, {"sigmoid": lambda z: z, "tanh": lambda z: z})
+        return self._activate(values, one_hot, {"sigmoid": lambda z: z, "tanh": lambda z: z})
+
+
+def _softmax(z: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis; width 2 as a sigmoid of the difference (much faster on CPU)."""
+    if z.shape[-1] == 2:
+        p = torch.sigmoid(z[..., :1] - z[..., 1:])
+        return torch.cat([p, 1.0 - p], dim=-1)
+    return torch.softmax(z, dim=-1)
 
 
 def _mlp(in_dim: int, num_layers: int, num_units: int, batch_norm: bool) -> list[nn.Module]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"training.device: {name!r} requested but no CUDA GPU is available; use --device cpu")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"training.device: {name!r} is not supported; use 'cpu' or 'cuda'")
+    if device.type == "cuda":  # deterministic cuBLAS needs a fixed workspace (read when CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return device
 
 

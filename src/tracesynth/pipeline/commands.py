@@ -18,13 +18,14 @@ from .synthesizer import Synthesizer
 log = logging.getLogger(__name__)
 
 #: Demo budget: small enough for < 5 minutes on 2 cores, large enough for recognisable output.
-DEMO_EPOCHS = 40
-DEMO_CHUNKS = 2
+DEMO_EPOCHS = 20
+DEMO_CHUNKS = 1      # the bundled sample has 139 flows over 4 s: one chunk keeps a full batch of flows
+DEMO_BATCH = 32
 
 
 def build_config(kind: str, *, preset: str | None = None, config: str | Path | None = None,
                  epochs: int | None = None, chunks: int | None = None, seed: int | None = None,
-                 device: str | None = None) -> TraceSynthConfig:
+                 device: str | None = None, batch_size: int | None = None) -> TraceSynthConfig:
     """The run's config: a file, a named preset, or the preset matching the trace; then CLI overrides."""
     if preset and config:
         raise UserError("give either --preset or --config, not both")
@@ -37,6 +38,8 @@ def build_config(kind: str, *, preset: str | None = None, config: str | Path | N
         data["chunking"]["n_chunks"] = chunks
     if seed is not None:
         data["training"]["seed"] = seed
+    if batch_size is not None:
+        data["training"]["batch_size"] = batch_size
     if device is not None:
         data["training"]["device"] = device
     return config_from_dict(data, "command-line options")
@@ -45,14 +48,14 @@ def build_config(kind: str, *, preset: str | None = None, config: str | Path | N
 def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
              epochs: int | None = None, chunks: int | None = None, workers: int = 1, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
-             progress: ProgressCallback | None = None) -> dict:
+             batch_size: int | None = None, progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run)."""
     from ..io import read_trace
 
     trace = Path(trace)
     loaded = read_trace(trace, progress=progress)
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
-                       device=device)
+                       device=device, batch_size=batch_size)
     runner = make_runner(workers, ray)
     try:
         synth = Synthesizer(cfg).fit(loaded.table, progress, run_dir=out, runner=runner, force=force,
@@ -96,7 +99,8 @@ def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool
     out.mkdir(parents=True, exist_ok=True)
     sample = Path(sample_path())
     run = out / "run"
-    fitted = fit_path(sample, run, epochs=epochs, chunks=DEMO_CHUNKS, force=force, progress=progress)
+    fitted = fit_path(sample, run, epochs=epochs, chunks=DEMO_CHUNKS, force=force,
+                      batch_size=DEMO_BATCH, progress=progress)
     pcap = out / "synthetic.pcap"
     generated = generate_path(run, pcap, seed=0, progress=progress)
     synth_packets = read_trace(pcap).table

@@ -76,12 +76,15 @@ def decode_records(encoder, kind: str, attrs: np.ndarray, feats: np.ndarray, fla
 
 def _header_consistency(packets: pd.DataFrame) -> None:
     """Make generated headers self-consistent as a packet on the wire would be: only TCP and UDP carry
-    ports, only TCP carries flags, and a non-first fragment carries neither (the schema's rule: 0). The model learns fields separately, so a
+    ports, only TCP carries flags, a don't-fragment packet has offset 0, and a non-first fragment carries
+    no ports or flags (the schema's rule: 0). The model learns fields separately, so a
     generated ICMP packet may come with ports that no real ICMP packet can hold."""
     proto = packets["proto"].to_numpy()
     no_ports = (proto != 6) & (proto != 17)
-    if "off" in packets:                    # a non-first fragment carries no transport header either
-        no_ports |= packets["off"].to_numpy() > 0
+    if "off" in packets:
+        if "flag" in packets:               # a don't-fragment packet is never a fragment: offset 0
+            packets.loc[(packets["flag"].to_numpy() & 2) > 0, "off"] = 0
+        no_ports |= packets["off"].to_numpy() > 0   # a non-first fragment carries no transport header
     for col in ("srcport", "dstport"):
         packets.loc[no_ports, col] = 0
     if "tcp_flags" in packets:

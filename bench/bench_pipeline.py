@@ -1,0 +1,110 @@
+"""Pipeline benchmark on caida-10k: seconds per epoch, flows/s trained, generated packets/s, peak memory,
+and the wall-time speed-up of 2 workers over 1 for the fine-tuned chunks of a 4-chunk run.
+
+    .venv/bin/python bench/bench_pipeline.py [--epochs N] [--quality MINUTES]
+
+With `--quality M` it also fits the default preset on caida-10k and ugr16-1k with an epoch budget of
+about M CPU minutes each and prints NetShare's JSDs (SA, DA, SP, DP, PR) of a same-size sample.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+from tracesynth import read_trace  # noqa: E402
+from tracesynth.config import config_from_dict, preset  # noqa: E402
+from tracesynth.pipeline.runners import LocalRunner  # noqa: E402
+from tracesynth.pipeline.synthesizer import Synthesizer  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def config(name: str, **over):
+    d = preset(name).model_dump(mode="json")
+    for section, values in over.items():
+        d[section].update(values)
+    return config_from_dict(d)
+
+
+def fit(table, cfg, runner=None):
+    t0 = time.perf_counter()
+    synth = Synthesizer(cfg).fit(table, run_dir=tempfile.mkdtemp(prefix="bench-pipeline-"), runner=runner)
+    return synth, time.perf_counter() - t0
+
+
+def speed(table, epochs: int) -> None:
+    cfg = config("pcap", chunking={"n_chunks": 1}, training={"epochs": epochs, "batch_size": 100})
+    synth, wall = fit(table, cfg)
+    chunk = synth.manifest["chunks"][0]
+    per_epoch = chunk["train_s"] / epochs
+    print(f"chunk 0 (pcap preset, 1 chunk, {chunk['flows']} flow samples, batch 100): "
+          f"{per_epoch:.2f} s/epoch, {chunk['flows'] / per_epoch:.0f} flows/s trained, fit wall {wall:.1f} s")
+    synth.save(synth.run.path)
+    loaded = Synthesizer.load(synth.run.path)
+    loaded.sample(count=1000, seed=0)                       # warm-up
+    n = 100_000
+    t0 = time.perf_counter()
+    out = loaded.sample(count=n, seed=1)
+    dt = time.perf_counter() - t0
+    print(f"generation: {len(out)} packets in {dt:.2f} s = {len(out) / dt:,.0f} packets/s (target >= 100,000)")
+
+
+def workers(table, epochs: int) -> None:
+    cfg = config("pcap", chunking={"n_chunks": 4}, training={"epochs": epochs, "batch_size": 100,
+                                                             "finetune_fraction": 1.0})
+    walls = {}
+    for n in (1, 2):
+        synth, _ = fit(table, cfg, LocalRunner(n))
+        walls[n] = sum(c["train_s"] for c in synth.manifest["chunks"][1:]), synth.manifest["timings"]["fit_s"]
+    print(f"4 chunks, fine-tunes: 1 worker fit {walls[1][1]:.1f} s, 2 workers fit {walls[2][1]:.1f} s, "
+          f"speed-up {walls[1][1] / walls[2][1]:.2f}x")
+
+
+def quality(minutes: float) -> None:
+    from tracesynth.evaluate.fidelity import netshare_jsd
+
+    for name, path, kind in (("caida-10k", DATA / "caida/caida-10k.pcapng", "pcap"),
+                             ("ugr16-1k", DATA / "ugr16/ugr16-1k.csv", "netflow")):
+        table = read_trace(path).table
+        probe = config(kind, training={"epochs": 1})
+        _, one = fit(table, probe)
+        epochs = max(2, int(minutes * 60 / max(one, 1e-3)))
+        cfg = config(kind, training={"epochs": epochs, "checkpoint_every": max(1, epochs // 4)})
+        synth, wall = fit(table, cfg)
+        synth.save(synth.run.path)
+        out = Synthesizer.load(synth.run.path).sample(seed=0)
+        jsd = netshare_jsd(table, out)
+        mean = sum(jsd.values()) / len(jsd)
+        print(f"{name}: {epochs} epochs, fit {wall:.0f} s, " + ", ".join(f"{k} {v:.3f}" for k, v in jsd.items())
+              + f", mean JSD {mean:.3f}, peak {peak_mb():.0f} MB")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--quality", type=float, default=0.0)
+    args = ap.parse_args()
+    path = DATA / "caida/caida-10k.pcapng"
+    if not path.exists():
+        print(f"skipped: {path} not found")
+        return 0
+    table = read_trace(path).table
+    speed(table, args.epochs)
+    workers(table, 1)
+    if args.quality:
+        quality(args.quality)
+    print(f"peak memory: {peak_mb():.0f} MB (this process; workers not included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
