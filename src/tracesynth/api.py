@@ -143,11 +143,29 @@ def meter_flows_file(pcap: str | Path, out: str | Path, idle_timeout: float = 12
             "warnings": list(trace.report.warnings)}
 
 
-__all__ = ["inspect_trace", "summarize", "convert_trace", "meter_flows_file"]
 
 
 # ---- model: fit / generate / demo (tracesynth.pipeline) ----------------------------------------------
-from .pipeline.commands import demo, fit_path, generate_path  # noqa: E402  (the pipeline's facade)
+# Imported lazily: the pipeline pulls in torch, which the I/O commands must not pay for at start-up.
+def fit_path(trace: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
+    """Fit a model of TRACE into the run folder OUT (see tracesynth.pipeline.commands.fit_path)."""
+    from .pipeline.commands import fit_path as _fit_path
+
+    return _fit_path(trace, out, **options)
+
+
+def generate_path(run: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
+    """Sample a synthetic trace from the run folder RUN into OUT (.pcap/.csv/.parquet)."""
+    from .pipeline.commands import generate_path as _generate_path
+
+    return _generate_path(run, out, **options)
+
+
+def demo(out: str | Path = "demo-out", **options: Any) -> dict[str, Any]:
+    """Fit the bundled sample, generate a synthetic pcap + flow records and a report into OUT."""
+    from .pipeline.commands import demo as _demo
+
+    return _demo(out, **options)
 
 
 # ---- evaluation: evaluate / report (tracesynth.evaluate) ---------------------------------------------
@@ -167,3 +185,7 @@ def report_paths(real: str | Path, synth: str | Path, out: str | Path, **options
     from .evaluate import report_paths as _report_paths
 
     return {"report": str(_report_paths(real, synth, out, **options))}
+
+
+__all__ = ["inspect_trace", "summarize", "convert_trace", "meter_flows_file", "fit_path", "generate_path",
+           "demo", "evaluate_paths", "report_paths"]

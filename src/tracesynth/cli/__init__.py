@@ -10,13 +10,8 @@ import sys
 from ..errors import UserError
 from ._app import app, err
 
-# Each module registers its commands on `app`.
-for _optional in ("io_cmds", "model_cmds", "eval_cmds", "serve_cmds"):
-    try:
-        __import__(f"{__name__}.{_optional}")
-    except ModuleNotFoundError as exc:  # a command group not built yet
-        if exc.name != f"{__name__}.{_optional}":
-            raise
+# Each module registers its commands on `app` (heavy imports happen inside the commands).
+from . import io_cmds, model_cmds, eval_cmds, serve_cmds  # noqa: E402,F401  (help lists them in this order)
 
 
 def main(argv: list[str] | None = None) -> int:
