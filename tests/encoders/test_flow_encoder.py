@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.config import preset
 from tracesynth.encoders.base import Span, total_dim
 from tracesynth.encoders.categorical import CategoricalEncoder

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.config import preset
 from tracesynth.flows.chunking import chunk_report, chunk_windows, split_chunks
 from tracesynth.flows.summary import flow_summary

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.flows.table import FlowTable
 from tracesynth.io import read_trace
 

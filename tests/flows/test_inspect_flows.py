@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.cli import main
 
 

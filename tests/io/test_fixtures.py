@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
+from tsdata import SHARED_DATA
 from tracesynth.errors import TraceFormatError
 from tracesynth.io.pcap import read_packets
 

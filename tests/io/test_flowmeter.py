@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.data import sample_path
 from tracesynth.errors import UserError
 from tracesynth.io import read_trace

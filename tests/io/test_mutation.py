@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED_DATA
+from tsdata import SHARED_DATA
 from tracesynth.errors import TraceFormatError
 from tracesynth.io.pcap import read_packets
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.errors import UserError
 from tracesynth.io import read_trace
 from tracesynth.io.ipaddr import ip_to_uint32

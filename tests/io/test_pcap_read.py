@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.errors import TraceFormatError
 from tracesynth.io import read_trace
 from tracesynth.io.pcap import read_packets

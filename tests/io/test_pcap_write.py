@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.errors import UserError
 from tracesynth.io import read_trace, write_trace
 from tracesynth.io.pcap import read_packets

@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 
-from conftest import shared
+from tsdata import shared
 from tracesynth.cli import main
 
 

@@ -16,7 +16,7 @@ from tracesynth.errors import UserError
 from tracesynth.pipeline import chunked
 from tracesynth.pipeline.synthesizer import Synthesizer
 
-from conftest import shared
+from tsdata import shared
 
 
 def tiny_config(**training):

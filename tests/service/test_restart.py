@@ -18,7 +18,7 @@ def test_kill_server_mid_job_then_resume(server_factory, sample):
     api = httpx.Client(base_url=server.url, timeout=30)
     up = api.post("/api/uploads", content=sample.read_bytes()).json()
     tiny = {**TINY, "training": {**TINY["training"], "checkpoint_every": 1}}
-    job = api.post("/api/jobs", json={"upload_id": up["id"], "epochs": 5, "chunks": 1, "count": 300,
+    job = api.post("/api/jobs", json={"upload_id": up["id"], "epochs": 40, "chunks": 1, "count": 300,
                                       "overrides": tiny}).json()
     # wait until at least two epochs (two checkpoints) are behind it
     running = wait_for(api, job["id"], ("running",), until=lambda j: (j["progress"].get("epoch") or 0) >= 2)

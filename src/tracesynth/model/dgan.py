@@ -8,7 +8,7 @@ the span layout and sizes are constructor arguments (see `describe()`), not part
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -79,43 +79,93 @@ class DoppelGANger(nn.Module):
         return torch.cat([features * gen_flags.unsqueeze(-1), mask_to_flags(gen_flags)], dim=-1)
 
     # ---- generation (numpy out) --------------------------------------------------------------------
-    @torch.no_grad()
+    def _eval_mode(self):
+        """Context: eval mode (BatchNorm uses running statistics), no autograd, mode restored after."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            was_training = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    yield
+            finally:
+                self.train(was_training)
+        return ctx()
+
+    def _generate_batch(self, n: int, generator: torch.Generator, given: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One batch, drawing noise exactly as `sample` does, but with the early-stopping LSTM."""
+        device = self.device
+        attributes = given
+        if attributes is None:
+            z_a = torch.randn(n, self.cfg.attribute_noise_dim, generator=generator,
+                              device=generator.device).to(device)
+            attributes = self.attribute_generator(z_a)
+        z_f = torch.randn(n, self.feature_generator.steps, self.cfg.feature_noise_dim, generator=generator,
+                          device=generator.device).to(device)
+        records, gen_flags = self.feature_generator.generate(attributes, z_f)
+        return attributes, records, gen_flags
+
+    def _check_attributes(self, attributes: np.ndarray) -> np.ndarray:
+        attributes = np.asarray(attributes, dtype=np.float32)
+        if attributes.ndim != 2 or attributes.shape[1] != self.attribute_dim:
+            raise UserError(f"attributes must have shape [n, {self.attribute_dim}], got {attributes.shape}")
+        return attributes
+
+    def generate_attributes(self, n: int, generator: torch.Generator | None = None,
+                            batch_size: int = 8192) -> np.ndarray:
+        """Only the attribute generator: n rows [n, A] float32 (NetShare's first generation stage,
+        where series would be thrown away anyway)."""
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
+        parts = [np.zeros((0, self.attribute_dim), np.float32)]
+        with self._eval_mode():
+            for start in range(0, n, batch_size):
+                m = min(n, start + batch_size) - start
+                z_a = torch.randn(m, self.cfg.attribute_noise_dim, generator=generator,
+                                  device=generator.device).to(self.device)
+                parts.append(self.attribute_generator(z_a).cpu().numpy())
+        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+
+    def iter_generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
+                      batch_size: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`generate` in bounded batches: yields (attributes [b, A], features [b, L, D], gen_flags [b, L])
+        per batch of at most `batch_size` flows, so a caller that decodes each batch never holds padded
+        series for all flows at once. Concatenating the batches gives exactly `generate`'s output."""
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
+        if attributes is not None:
+            attributes = self._check_attributes(attributes)
+            n = attributes.shape[0]
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            with self._eval_mode():
+                given = None if attributes is None else torch.from_numpy(attributes[start:stop]).to(self.device)
+                attrs, records, flags = self._generate_batch(stop - start, generator, given)
+                out = (attributes[start:stop].copy() if attributes is not None else attrs.cpu().numpy(),
+                       records[..., :self.feature_dim].cpu().numpy(), flags.cpu().numpy())
+            yield tuple(np.asarray(a, dtype=np.float32) for a in out)  # type: ignore[misc]
+
     def generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Generate n flows: (attributes [n, A], features [n, L, D], gen_flags [n, L]) as float32 arrays.
 
         Features are zero after each flow's end; every flow has at least one record. With `attributes`
         (float32 [m, A], e.g. NetShare's merged per-chunk attribute list) only the time series is
-        generated, one flow per given row (`n` is ignored), and the attributes are returned unchanged. Runs in eval mode (BatchNorm uses
-        its running statistics) and restores the previous mode afterwards.
+        generated, one flow per given row (`n` is ignored), and the attributes are returned unchanged.
+        Runs in eval mode (BatchNorm uses its running statistics) and restores the previous mode
+        afterwards. The same noise as `sample` is drawn, so the output equals `sample`'s in eval mode;
+        the LSTM stops for each flow once it has ended (`FeatureGenerator.generate`). For many flows
+        prefer `iter_generate`, which bounds memory to one batch.
         """
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.seed)
-        if attributes is not None:
-            attributes = np.asarray(attributes, dtype=np.float32)
-            if attributes.ndim != 2 or attributes.shape[1] != self.attribute_dim:
-                raise UserError(f"attributes must have shape [n, {self.attribute_dim}], got {attributes.shape}")
-            n = attributes.shape[0]
-        was_training = self.training
-        self.eval()
-        try:
-            parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-            for start in range(0, n, batch_size):
-                stop = min(n, start + batch_size)
-                given = None if attributes is None else torch.from_numpy(attributes[start:stop]).to(self.device)
-                attrs, records, flags = self.sample(stop - start, generator, given)
-                parts.append((attrs.cpu().numpy(), records[..., :self.feature_dim].cpu().numpy(),
-                              flags.cpu().numpy()))
-        finally:
-            self.train(was_training)
+        parts = list(self.iter_generate(n, generator, attributes, batch_size))
         if not parts:
             return (np.zeros((0, self.attribute_dim), np.float32),
                     np.zeros((0, self.max_len, self.feature_dim), np.float32),
                     np.zeros((0, self.max_len), np.float32))
-        out = tuple(np.concatenate(p, axis=0).astype(np.float32, copy=False) for p in zip(*parts))
-        if attributes is not None:
-            out = (attributes.copy(), out[1], out[2])
-        return out  # type: ignore[return-value]
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts))  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:
         """Small JSON-friendly summary for the run manifest (and checkpoint compatibility checks)."""

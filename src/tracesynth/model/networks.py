@@ -132,6 +132,38 @@ class FeatureGenerator(nn.Module):
         gen_flags = flags_to_mask(records[..., self.feature_dim:])  # [n, L]
         return records * gen_flags.unsqueeze(-1), gen_flags
 
+    @torch.no_grad()
+    def generate(self, attributes: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same result as `forward` (same inputs), but the LSTM stops early: flows are stepped one LSTM
+        step at a time and each flow leaves the batch after the step in which it ended.
+
+        Real flows are short (caida: ~3 records of up to 100), so most of the T steps that `forward`
+        computes for every flow are masked away; here only flows still running are computed. The LSTM
+        has no output feedback, so stepping with the carried (h, c) state is the fused call unrolled.
+        """
+        n, S, D = attributes.shape[0], self.sample_len, self.feature_dim
+        condition = self.attribute_activation.discretize(attributes)  # [n, A]
+        records = torch.zeros(n, self.steps, S, D + 2, dtype=attributes.dtype, device=attributes.device)
+        gen_flags = torch.zeros(n, self.steps, S, dtype=attributes.dtype, device=attributes.device)
+        active = torch.arange(n, device=attributes.device)          # rows still running, ascending
+        state = None
+        for t in range(self.steps):
+            if len(active) == 0:
+                break
+            step_in = torch.cat([condition[active], noise[active, t]], dim=-1).unsqueeze(1)  # [m, 1, A+z_f]
+            hidden, state = self.lstm(step_in, state)
+            step = self.activation(self.head(hidden[:, 0]).reshape(len(active), S, D + 2))  # [m, S, D+2]
+            continues = (step[..., D] >= step[..., D + 1]).to(step.dtype)                    # [m, S]
+            # inside the step: record j is kept while every earlier record continued (the first record
+            # of a flow (t = 0, j = 0) is always kept; entering a later step means the last one continued)
+            kept = torch.cat([torch.ones_like(continues[:, :1]), torch.cumprod(continues[:, :-1], dim=1)], dim=1)
+            records[active, t] = step * kept.unsqueeze(-1)
+            gen_flags[active, t] = kept
+            still = (kept[:, -1] * continues[:, -1]) > 0                                     # [m]
+            active = active[still]
+            state = (state[0][:, still], state[1][:, still])
+        return records.reshape(n, self.max_len, D + 2), gen_flags.reshape(n, self.max_len)
+
 
 def flags_to_mask(flag_head: torch.Tensor) -> torch.Tensor:
     """flag_head [n, L, 2] -> mask [n, L]: 1 up to and including the first record whose argmax is "ends".

@@ -127,6 +127,27 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+#: torch intra-op threads while training on CPU. One thread per training process: the step is a chain of
+#: mid-sized matmuls (batch x 512) that a second thread barely speeds up on an idle machine and slows
+#: down several-fold when the cores are shared (OpenMP spin-waits); parallelism comes from the runner's
+#: worker processes instead (docs/benchmarks.md, "## Pipeline"). Override with TRACESYNTH_TORCH_THREADS.
+TRAIN_THREADS = 1
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device) -> Iterator[None]:
+    """Train with `TRAIN_THREADS` torch threads on CPU, restoring the caller's thread count afterwards."""
+    previous = torch.get_num_threads()
+    wanted = int(os.environ.get("TRACESYNTH_TORCH_THREADS", TRAIN_THREADS))
+    if device.type == "cpu" and wanted >= 1 and wanted != previous:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 @contextlib.contextmanager
 def _deterministic() -> Iterator[None]:
     """Deterministic kernels for the duration of training, restoring the caller's setting afterwards."""
@@ -263,7 +284,7 @@ class Trainer:
             self.checkpoints = {e: p for e, p in list_checkpoints(ckpt_dir).items() if e <= start_epoch}
         began = time.perf_counter()
         self.model.train()
-        with _deterministic():
+        with _deterministic(), _cpu_threads(self.model.device):
             for epoch in range(start_epoch, epochs):
                 tick = time.perf_counter()
                 stats = self._epoch(real_attrs, real_records, epoch_gen, noise_gen, epoch, epochs, began)

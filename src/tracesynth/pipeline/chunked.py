@@ -25,6 +25,8 @@ from ..progress import ProgressCallback
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+#: index of the model pretrained on a public trace (no DP) that every private chunk fine-tunes from
+PUBLIC_MODEL = -1
 WEIGHTS = "weights.pt"
 
 
@@ -40,7 +42,9 @@ class ChunkJob:
     chunk_dir: str
     epochs: int
     seed: int
-    init_weights: str | None = None   # chunk 0's weights for fine-tuned chunks
+    init_weights: str | None = None   # chunk 0's (or the public model's) weights for fine-tuned chunks
+    privacy: dict | None = None       # PrivacyLedger.to_dict(): train this chunk with DP-SGD
+    init_from: int = 0                # which model init_weights holds: a chunk, or PUBLIC_MODEL
 
 
 @dataclass
@@ -141,25 +145,35 @@ def train_chunk(job: ChunkJob, callback: ProgressCallback | None = None) -> Chun
     encoded = load_encoded(job.data_path)
     t0 = time.perf_counter()
     checkpoints = run_trainer(model, encoded, config, epochs=job.epochs, seed=job.seed,
-                              checkpoint_dir=chunk_dir / "checkpoints", chunk=job.index, callback=callback)
+                              checkpoint_dir=chunk_dir / "checkpoints", chunk=job.index, callback=callback,
+                              privacy=job.privacy)
     weights = chunk_dir / WEIGHTS
     save_weights(model, weights)
     result = ChunkResult(index=job.index, weights=str(weights), checkpoints=checkpoints, epochs=job.epochs,
                          train_s=time.perf_counter() - t0, n_flows=int(len(encoded.attributes)),
-                         init_from=0 if job.init_weights else None)
+                         init_from=job.init_from if job.init_weights else None)
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 
 def run_trainer(model, encoded, config: TraceSynthConfig, *, epochs: int, seed: int, checkpoint_dir: Path,
-                chunk: int, callback: ProgressCallback | None) -> dict[int, str]:
-    """Call the model's training loop and return its checkpoints as {epoch: path}."""
+                chunk: int, callback: ProgressCallback | None, privacy: dict | None = None) -> dict[int, str]:
+    """Call the model's training loop and return its checkpoints as {epoch: path}.
+
+    With `privacy` (a PrivacyLedger as a dict) the critics train with DP-SGD: Poisson batches at the
+    ledger's rate for this chunk, per-sample clipping and noise, and a public number of steps per epoch.
+    """
     from ..model import trainer
 
+    hooks = {}
+    if privacy is not None:
+        from ..model.privacy import PrivacyLedger, trainer_hooks
+
+        hooks = trainer_hooks(PrivacyLedger(**privacy), chunk, config.training.gp_lambda)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     result = trainer.train(model, encoded, config.training, epochs=epochs, seed=seed, callback=callback,
-                           checkpoint_dir=checkpoint_dir, resume=True, chunk=chunk)
+                           checkpoint_dir=checkpoint_dir, resume=True, chunk=chunk, **hooks)
     return _checkpoint_map(result, checkpoint_dir)
 
 

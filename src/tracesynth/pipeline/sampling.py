@@ -23,6 +23,9 @@ from . import generation as gen
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 10
+#: flows generated and decoded together: bounds the padded series in memory ([b, L, D] float32,
+#: 8192 x 100 x 19 = 62 MB for caida) while keeping per-batch overheads (decoding, DataFrames) small
+GENERATE_BATCH = 8192
 
 
 @dataclass
@@ -110,7 +113,7 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
         per_chunk = []
         for plan, n in zip(plans, want):
             g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 0))
-            attrs = plan.model.generate(n, generator=g)[0] if n else _empty_attrs(plan.model)
+            attrs = plan.model.generate_attributes(n, generator=g) if n else _empty_attrs(plan.model)
             per_chunk.append(np.asarray(attrs, dtype=np.float32))
         drawn += np.array(want)
         merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
@@ -118,13 +121,14 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
             if len(merged[j]) == 0 or have[j] >= targets[j]:
                 continue
             g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 1))
-            attrs, feats, flags = plan.model.generate(len(merged[j]), generator=g, attributes=merged[j])
-            records = decode_records(encoder, kind, np.asarray(attrs, np.float32), np.asarray(feats, np.float32),
-                                     np.asarray(flags, np.float32), plan.window, j == len(plans) - 1)
-            records["_flow"] += next_flow
-            next_flow = int(records["_flow"].max()) + 1 if len(records) else next_flow
-            pieces[j].append(records)
-            have[j] += len(records)
+            # bounded batches, each decoded at once: padded [b, L, D] series never exist for all flows
+            for attrs, feats, flags in plan.model.iter_generate(len(merged[j]), generator=g, attributes=merged[j],
+                                                                batch_size=GENERATE_BATCH):
+                records = decode_records(encoder, kind, attrs, feats, flags, plan.window, j == len(plans) - 1)
+                records["_flow"] += next_flow
+                next_flow += len(attrs)
+                pieces[j].append(records)
+                have[j] += len(records)
         emit(progress, "generate", float(np.minimum(have, targets).sum()), float(target), "records", round=rnd)
     if (have < targets).any():
         log.warning("the models produced %d of the %d requested records after %d rounds",
