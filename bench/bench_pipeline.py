@@ -1,7 +1,7 @@
 """Pipeline benchmark on caida-10k: seconds per epoch, flows/s trained, generated packets/s, peak memory,
-and the wall-time speed-up of 2 workers over 1 for the fine-tuned chunks of a 4-chunk run.
+and the wall-time speed-up of 2 workers over 1 on a 4-chunk run (every chunk a few epochs).
 
-    .venv/bin/python bench/bench_pipeline.py [--epochs N] [--quality MINUTES]
+    .venv/bin/python bench/bench_pipeline.py [--epochs N] [--worker-epochs N] [--count N] [--quality MINUTES]
 
 With `--quality M` it also fits the default preset on caida-10k and ugr16-1k with an epoch budget of
 about M CPU minutes each and prints NetShare's JSDs (SA, DA, SP, DP, PR) of a same-size sample.
@@ -41,7 +41,7 @@ def fit(table, cfg, runner=None):
     return synth, time.perf_counter() - t0
 
 
-def speed(table, epochs: int) -> None:
+def speed(table, epochs: int) -> str:
     cfg = config("pcap", chunking={"n_chunks": 1}, training={"epochs": epochs, "batch_size": 100})
     synth, wall = fit(table, cfg)
     chunk = synth.manifest["chunks"][0]
@@ -49,9 +49,26 @@ def speed(table, epochs: int) -> None:
     print(f"chunk 0 (pcap preset, 1 chunk, {chunk['flows']} flow samples, batch 100): "
           f"{per_epoch:.2f} s/epoch, {chunk['flows'] / per_epoch:.0f} flows/s trained, fit wall {wall:.1f} s")
     synth.save(synth.run.path)
-    loaded = Synthesizer.load(synth.run.path)
-    loaded.sample(count=1000, seed=0)                       # warm-up
-    n = 100_000
+    return str(synth.run.path)
+
+
+def generation(run: str, n: int = 100_000) -> None:
+    """Generate in a child process so its peak RSS is the generation's alone (not the fit's)."""
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run([sys.executable, __file__, "--generate-only", run, "--count", str(n)],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(out + (f", peak RSS of the generating process {child / 1024:.0f} MB" if child > before else ""))
+
+
+def generate_only(run: str, n: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    loaded = Synthesizer.load(run)
+    loaded.sample(count=1000, seed=0)                       # warm-up (imports, first batches)
     t0 = time.perf_counter()
     out = loaded.sample(count=n, seed=1)
     dt = time.perf_counter() - t0
@@ -59,14 +76,22 @@ def speed(table, epochs: int) -> None:
 
 
 def workers(table, epochs: int) -> None:
+    """4 chunks, every chunk trained `epochs` epochs (finetune_fraction 1): the 3 fine-tunes run in this
+    process (1 worker) or in 2 spawned worker processes (1 torch thread each). Fit wall times compared."""
     cfg = config("pcap", chunking={"n_chunks": 4}, training={"epochs": epochs, "batch_size": 100,
-                                                             "finetune_fraction": 1.0})
+                                                             "finetune_fraction": 1.0,
+                                                             "checkpoint_every": epochs})
     walls = {}
     for n in (1, 2):
+        t0 = time.perf_counter()
         synth, _ = fit(table, cfg, LocalRunner(n))
-        walls[n] = sum(c["train_s"] for c in synth.manifest["chunks"][1:]), synth.manifest["timings"]["fit_s"]
-    print(f"4 chunks, fine-tunes: 1 worker fit {walls[1][1]:.1f} s, 2 workers fit {walls[2][1]:.1f} s, "
-          f"speed-up {walls[1][1] / walls[2][1]:.2f}x")
+        m = synth.manifest
+        train0 = m["chunks"][0]["train_s"]
+        walls[n] = time.perf_counter() - t0
+        print(f"  {n} worker(s): fit {walls[n]:.1f} s (chunk 0 {train0:.1f} s, fine-tunes "
+              f"{sum(c['train_s'] for c in m['chunks'][1:]):.1f} s of training)")
+    print(f"4 chunks x {epochs} epochs: 1 worker {walls[1]:.1f} s, 2 workers {walls[2]:.1f} s, "
+          f"speed-up {walls[1] / walls[2]:.2f}x (fit wall time)")
 
 
 def quality(minutes: float) -> None:
@@ -91,15 +116,22 @@ def quality(minutes: float) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--worker-epochs", type=int, default=4, help="epochs per chunk of the 4-chunk run")
     ap.add_argument("--quality", type=float, default=0.0)
+    ap.add_argument("--generate-only", metavar="RUN", help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=100_000)
     args = ap.parse_args()
+    if args.generate_only:
+        generate_only(args.generate_only, args.count)
+        return 0
     path = DATA / "caida/caida-10k.pcapng"
     if not path.exists():
         print(f"skipped: {path} not found")
         return 0
     table = read_trace(path).table
-    speed(table, args.epochs)
-    workers(table, 1)
+    run = speed(table, args.epochs)
+    generation(run, args.count)
+    workers(table, args.worker_epochs)
     if args.quality:
         quality(args.quality)
     print(f"peak memory: {peak_mb():.0f} MB (this process; workers not included)")

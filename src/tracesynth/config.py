@@ -216,7 +216,8 @@ def _preset_pcap() -> TraceSynthConfig:
         FieldConfig(name="tcp_flags", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="packets", fields=fields, time=TimeConfig(column="time"),
-                            flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(sample_len=10))
+                            flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(sample_len=10),
+                            training=_cpu_budget_training(epochs=100, checkpoint_every=25))
 
 
 def _preset_netflow() -> TraceSynthConfig:
@@ -233,7 +234,19 @@ def _preset_netflow() -> TraceSynthConfig:
         FieldConfig(name="label", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="flows", fields=fields, time=TimeConfig(column="ts"),
-                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=10))
+                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=10),
+                            training=_cpu_budget_training(epochs=400, checkpoint_every=100, batch_size=50))
+
+
+def _cpu_budget_training(**overrides) -> TrainingConfig:
+    """Training defaults of the presets, sized for a CPU budget of minutes (docs/benchmarks.md, "Pipeline").
+
+    NetShare trains 80k+ generator steps at Adam lr 1e-4 on a cluster; on a few cores a fit gets a few
+    hundred steps per chunk, where lr 1e-4 leaves the generator far from converged. DoppelGANger's own
+    lr 1e-3 (same betas) is used. Network sizes stay NetShare's. The netflow preset takes batches of 50:
+    NetFlow traces have few flows per time chunk (ugr16-1k: 80 in chunk 0), and a batch must fit in one.
+    """
+    return TrainingConfig(lr_generator=1e-3, lr_critic=1e-3, **overrides)
 
 
 PRESETS = {"pcap": _preset_pcap, "netflow": _preset_netflow}

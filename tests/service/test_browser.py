@@ -1,8 +1,10 @@
 """End to end in Debian's chromium (Playwright, no browser download): upload the sample, run a tiny job
-to completion, download the synthetic trace, open the report. Also saves docs/img/service.png."""
+to completion, download the synthetic trace, open the report. Screenshots go to the test's temporary folder,
+or to docs/img/ when TRACESYNTH_UPDATE_SCREENSHOTS=1 (how the docs' pictures are refreshed)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from tracesynth.io import read_trace
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "service.png"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 pytestmark = pytest.mark.browser
 
@@ -42,8 +44,9 @@ def test_upload_train_download_report_in_the_browser(browser, server_factory, sa
     page.click("#upload-form button[type=submit]")
     page.wait_for_url("**/uploads/*", timeout=30_000)
     assert page.locator("#summary-records").inner_text() == "2000"
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT.with_name("service-upload.png")), full_page=True)
+    shots = DOCS_IMG if os.environ.get("TRACESYNTH_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "service-upload.png"), full_page=True)
     page.fill("input[name=epochs]", "2")
     page.select_option("select[name=size_mode]", "count")
     page.fill("input[name=size_value]", "300")
@@ -54,7 +57,7 @@ def test_upload_train_download_report_in_the_browser(browser, server_factory, sa
     page.wait_for_selector("#results:not([hidden])", timeout=240_000)
     assert page.locator("#job-state").inner_text() == "done"
     page.wait_for_timeout(600)  # let the progress bar's width transition finish
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(shots / "service.png"), full_page=True)
 
     with page.expect_download() as info:
         page.click("#download")

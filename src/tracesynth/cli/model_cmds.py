@@ -21,16 +21,28 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         seed: Optional[int] = typer.Option(None, help="Training seed."),
         device: Optional[str] = typer.Option(None, help="cpu or cuda."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing, different run folder."),
+        dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with differential "
+                                                   "privacy at this epsilon (inf: no DP); see docs/privacy.md."),
+        dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5)."),
+        public: Optional[Path] = typer.Option(None, "--public", help="Public trace: fit encoders and pretrain "
+                                              "on it (no DP), then fine-tune every chunk on TRACE."),
         ) -> None:
     """Fit a generative model of TRACE into a run folder (resumes an interrupted fit)."""
     from .. import api
 
     with progress_bar("fit") as bar:
         result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
-                              workers=workers, ray=ray, seed=seed, device=device, force=force, progress=bar)
+                              workers=workers, ray=ray, seed=seed, device=device, force=force,
+                              dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
     out.print(f"fitted {result['records']} {result['kind']} records in {result['chunks']} chunk(s), "
               f"{result['epochs']} epochs, {result['fit_s']:.1f} s{resumed} -> {result['run']}")
+    if result.get("public"):
+        out.print(f"pretrained on public trace {result['public']}")
+    if result.get("dp"):
+        dp = result["dp"]
+        out.print(f"differential privacy: epsilon = {dp['epsilon']:.4g}, delta = {dp['delta']:g} "
+                  f"(sigma {dp['sigma']:.4g}; details in {result['run']}/manifest.json)")
 
 
 @app.command()

@@ -113,6 +113,11 @@ def top_values(real: pd.DataFrame, synth: pd.DataFrame, k: int = 10) -> str:
     return _png(fig)
 
 
+#: Short tick labels for the heavy-hitter panel ("5-tuple CM" instead of truncated names).
+_SKETCH_LABEL = {"count_min": "CM", "count_sketch": "CS", "univmon": "UnivMon", "nitrosketch": "Nitro"}
+_KEY_LABEL = {"srcip": "src", "dstip": "dst", "five_tuple": "5-tuple"}
+
+
 def downstream_plot(result: dict) -> str | None:
     ds = result.get("downstream") or {}
     panels = [(name, ds[name]) for name in ("traffic_type", "heavy_hitters", "anomaly") if ds.get(name)]
@@ -124,8 +129,8 @@ def downstream_plot(result: dict) -> str | None:
             real, syn, title = d["accuracy"]["real"], d["accuracy"]["synthetic"], "traffic type: accuracy on real test"
         elif name == "heavy_hitters":
             er, es = d["relative_error"]["real"], d["relative_error"]["synthetic"]
-            real = {f"{k[:5]}/{s[:6]}": er[k][s] for k in er for s in er[k]}
-            syn = {f"{k[:5]}/{s[:6]}": es[k][s] for k in es for s in es[k]}
+            real = {f"{_KEY_LABEL.get(k, k)} {_SKETCH_LABEL.get(s, s)}": er[k][s] for k in er for s in er[k]}
+            syn = {f"{_KEY_LABEL.get(k, k)} {_SKETCH_LABEL.get(s, s)}": es[k][s] for k in es for s in es[k]}
             title = "heavy hitters: relative error"
         else:
             real, syn, title = d["anomaly_ratio"]["real"], d["anomaly_ratio"]["synthetic"], "anomaly ratio by mode"

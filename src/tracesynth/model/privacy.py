@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -283,19 +283,24 @@ class PrivacyLedger:
     count_sigma: float
     noisy_flow_counts: list[int]
     training_epsilon: float
+    #: training epochs per chunk the schedule allows (0: the chunk is not trained)
+    epochs: list[int] = field(default_factory=list)
     unit: str = "flow (5-tuple), at most max_flow_len records per chunk; chunks compose sequentially"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int, epochs: Sequence[int],
+def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int,
+                 epochs: Sequence[int] | Callable[[np.ndarray], Sequence[int]],
                  critic_steps: int, rng: np.random.Generator,
                  updates_per_sample: int = CRITIC_UPDATES_PER_SAMPLE) -> PrivacyLedger:
     """Release the per-chunk flow counts, then calibrate sigma for the whole training schedule.
 
     `privacy` is a `tracesynth.config.PrivacyConfig`; `flow_counts[c]` the private number of flow
-    samples in chunk c and `epochs[c]` its training epochs (0 for a chunk not trained). The sample rate
+    samples in chunk c and `epochs[c]` its training epochs (0 for a chunk not trained); `epochs` may
+    also be a function of the released counts (e.g. no training for a chunk released as empty), which is
+    post-processing. The sample rate
     q_c = batch_size / noisy_count_c and the Poisson-sample count epochs_c * ceil(1 / q_c) * critic_steps
     (the trainer runs ceil(1/q_c) generator steps per epoch, see `trainer_hooks`) derive from the noisy
     counts only.
@@ -304,6 +309,7 @@ def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int, epochs: S
     count_sigma = calibrate_count_sigma(count_eps, privacy.delta, privacy.accountant)
     noisy = release_flow_counts(flow_counts, count_sigma, rng)
     rates = [float(min(1.0, batch_size / int(n))) for n in noisy]
+    epochs = [int(e) for e in (epochs(noisy.copy()) if callable(epochs) else epochs)]
     steps = [int(e) * int(math.ceil(1.0 / q)) * critic_steps for e, q in zip(epochs, rates)]
     sigma = calibrate_sigma(privacy.epsilon, privacy.delta, rates, steps, privacy.accountant,
                             updates_per_sample=updates_per_sample, count_sigma=count_sigma)
@@ -316,7 +322,8 @@ def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int, epochs: S
                            clip=privacy.clip_norm, sample_rate=rates, steps=steps,
                            updates_per_sample=updates_per_sample, accountant=privacy.accountant,
                            count_epsilon=count_eps, count_sigma=count_sigma,
-                           noisy_flow_counts=[int(n) for n in noisy], training_epsilon=training)
+                           noisy_flow_counts=[int(n) for n in noisy], training_epsilon=training,
+                           epochs=epochs)
     log.info("DP plan: sigma=%.4g over %s Poisson samples, epsilon=%.4g (training %.4g) at delta=%g",
              sigma, steps, total, training, privacy.delta)
     return ledger

@@ -6,6 +6,7 @@ show it without knowing the pipeline.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -45,29 +46,105 @@ def build_config(kind: str, *, preset: str | None = None, config: str | Path | N
     return config_from_dict(data, "command-line options")
 
 
+def with_privacy(cfg: TraceSynthConfig, epsilon: float | None, delta: float | None = None,
+                 public: str | Path | None = None) -> TraceSynthConfig:
+    """`cfg` with DP at (epsilon, delta) (`--dp-epsilon`, `--dp-delta`); epsilon = inf means no DP.
+
+    The epsilon sweep and the CLI both build configs here, so the sweep's no-DP point is exactly a
+    normal fit: privacy None, everything else unchanged. `public` is recorded as privacy.public_trace.
+    """
+    if epsilon is None:
+        if delta is not None:
+            raise UserError("--dp-delta needs --dp-epsilon (the privacy budget)")
+        return cfg
+    if not epsilon > 0:
+        raise UserError(f"--dp-epsilon must be > 0 (or inf for no DP), got {epsilon}")
+    data = cfg.model_dump(mode="json")
+    if math.isinf(epsilon):
+        data["privacy"] = None
+        return config_from_dict(data, "command-line options")
+    privacy = dict(data.get("privacy") or {})
+    privacy["epsilon"] = float(epsilon)
+    if delta is not None:
+        privacy["delta"] = float(delta)
+    if public is not None:
+        privacy["public_trace"] = str(public)
+    data["privacy"] = privacy
+    return config_from_dict(data, "command-line options")
+
+
 def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
              epochs: int | None = None, chunks: int | None = None, workers: int = 1, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
-             batch_size: int | None = None, progress: ProgressCallback | None = None) -> dict:
-    """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run)."""
+             batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
+             public: str | Path | None = None, progress: ProgressCallback | None = None) -> dict:
+    """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
+
+    `dp_epsilon`/`dp_delta`: train with differential privacy; `public`: a public trace to fit the
+    encoders on and pretrain on before fine-tuning on TRACE (with or without DP).
+    """
     from ..io import read_trace
 
     trace = Path(trace)
     loaded = read_trace(trace, progress=progress)
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
                        device=device, batch_size=batch_size)
+    cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
+    if public is None and cfg.privacy is not None and cfg.privacy.public_trace:
+        public = cfg.privacy.public_trace
+    if cfg.privacy is not None:  # refuse before reading the public trace or touching the run folder
+        from ..model.privacy import check_dp_config
+
+        check_dp_config(cfg, str(public) if public is not None else None)
+    public_table = read_trace(public, progress=progress).table if public is not None else None
     runner = make_runner(workers, ray)
     try:
         synth = Synthesizer(cfg).fit(loaded.table, progress, run_dir=out, runner=runner, force=force,
-                                     input_name=str(trace))
+                                     input_name=str(trace), public=public_table,
+                                     public_name=None if public is None else str(public))
     finally:
         if isinstance(runner, RayRunner):
             runner.shutdown()
     synth.save(out)
     m = synth.manifest
+    ledger = (m.get("privacy") or {}).get("ledger")
     return {"run": str(Path(out)), "kind": cfg.kind, "records": m["input"]["records"], "chunks": len(m["chunks"]),
             "epochs": cfg.training.epochs, "fit_s": m["timings"]["fit_s"], "resumed": m["resumed"],
-            "runner": m["runner"]}
+            "runner": m["runner"], "public": None if public is None else str(public),
+            "dp": None if ledger is None else {"epsilon": ledger["epsilon"], "delta": ledger["delta"],
+                                               "sigma": ledger["sigma"]}}
+
+
+def report_meta(run: str | Path) -> dict:
+    """Facts of a run for the HTML report (`report --meta`): the privacy guarantee and what produced it.
+
+    Flat `label: value` pairs, since the report shows them as a table; empty for a run without DP or
+    public pretraining.
+    """
+    from .rundir import RunDir
+
+    block = RunDir(run).read_manifest().get("privacy") or {}
+    meta: dict = {}
+    if block.get("public"):
+        pub = block["public"]
+        meta["public pretraining"] = f"{pub['name']} ({pub['flows']} flow samples, {pub['epochs']} epochs, no DP)"
+    ledger = block.get("ledger")
+    if not ledger:
+        if block:
+            meta["differential privacy"] = "off"
+        return meta
+    meta["differential privacy"] = (f"epsilon = {ledger['epsilon']:.4g} at delta = {ledger['delta']:g} "
+                                    f"(target {ledger['target_epsilon']:g}; training {ledger['training_epsilon']:.4g})")
+    meta["DP-SGD"] = (f"noise multiplier sigma = {ledger['sigma']:.4g}, clip C = {ledger['clip']:g}, "
+                      f"{ledger['updates_per_sample']} noisy critic updates per Poisson sample, "
+                      f"{ledger['accountant'].upper()} accountant")
+    meta["DP schedule (per chunk)"] = "; ".join(
+        f"chunk {i}: q = {q:.4g}, {s} samples, {e} epochs"
+        for i, (q, s, e) in enumerate(zip(ledger["sample_rate"], ledger["steps"], ledger.get("epochs") or [""] * len(ledger["steps"]))))
+    meta["DP flow counts"] = (f"Gaussian mechanism, sigma = {ledger['count_sigma']:.4g} "
+                              f"(epsilon {ledger['count_epsilon']:.4g} alone); released {ledger['noisy_flow_counts']}")
+    meta["unit of privacy"] = ledger["unit"]
+    return meta
 
 
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
@@ -122,5 +199,6 @@ def _report(real: Path, synth: Path, out: Path, run: Path) -> str | None:
     report_paths = getattr(api, "report_paths", None)
     if report_paths is None:
         return None
-    report_paths(real, synth, out)
+    meta = report_meta(run)
+    report_paths(real, synth, out, **({"meta": meta} if meta else {}))
     return str(out)

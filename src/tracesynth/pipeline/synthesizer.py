@@ -5,8 +5,19 @@
     table = Synthesizer.load("run").sample(count=10_000, seed=1)
 
 `fit` works inside a run folder (a temporary one unless `run_dir` is given) so that an interrupted
-fit resumes from the trainer's checkpoints. `config.privacy` is kept whole for the DP hooks: in DP
-mode checkpoint selection is off (it would read private data outside the budget).
+fit resumes from the trainer's checkpoints.
+
+Public pretraining and differential privacy (docs/privacy.md):
+
+    Synthesizer(config).fit(private, public=public_table)   # config.privacy set: DP-SGD fine-tunes
+
+With `public`, the encoders (ranges, categories, word2vec) are fitted on the public trace, one model is
+pretrained on all of it without DP, and every private chunk (chunk 0 too) is fine-tuned from that model.
+With `config.privacy`, `check_dp_config` first refuses any setting that would read the private trace,
+the per-chunk flow counts are released through the Gaussian mechanism, sigma is calibrated for the whole
+schedule (`plan_privacy`), every private chunk trains with DP-SGD, and the generation sizes come from the
+released counts and the trained models only; no checkpoint is selected on private data. The ledger
+goes into the manifest's `privacy` block.
 """
 from __future__ import annotations
 
@@ -29,6 +40,14 @@ from .runners import LocalRunner
 
 log = logging.getLogger(__name__)
 
+#: run sub-folder of the model pretrained on the public trace
+PUBLIC_DIR = "public"
+#: SeedSequence entropy words that keep the count release and pretraining apart from chunk seeds
+_COUNT_RELEASE_STREAM = 0xC0DE
+_PUBLIC_SEED_STREAM = 0x9B11C
+#: generated flows per chunk from which a DP run estimates records per flow (post-processing)
+_SIZE_PROBE_FLOWS = 512
+
 
 class Synthesizer:
     """Fit per-chunk DoppelGANger models on a canonical table and sample synthetic tables."""
@@ -42,33 +61,53 @@ class Synthesizer:
 
     # ---- fit ------------------------------------------------------------------------------------
     def fit(self, table: pd.DataFrame, progress: ProgressCallback | None = None, *, run_dir=None,
-            runner=None, force: bool = False, input_name: str | None = None) -> "Synthesizer":
-        """Train every chunk; resumes an unfinished fit of the same config and input in `run_dir`."""
+            runner=None, force: bool = False, input_name: str | None = None,
+            public: pd.DataFrame | None = None, public_name: str | None = None) -> "Synthesizer":
+        """Train every chunk; resumes an unfinished fit of the same config and input in `run_dir`.
+
+        `public`: a public trace of the same kind to fit the encoders on and pretrain on (no DP) before
+        fine-tuning every chunk on `table`; read from `config.privacy.public_trace` when that is set.
+        """
         cfg = self.config
         _check_kind(table, cfg, input_name)
+        public, public_name = _public_table(cfg, public, public_name)
+        if public is not None:
+            _check_kind(public, cfg, public_name)
+        if cfg.privacy is not None:
+            from ..model.privacy import check_dp_config
+
+            check_dp_config(cfg, public_name if public is not None else None)
         t0 = time.perf_counter()
         self.run = RunDir(run_dir or tempfile.mkdtemp(prefix="tracesynth-run-"))
-        fingerprint = table_fingerprint(table)
+        fingerprint = table_fingerprint(table) + ("" if public is None else "+" + table_fingerprint(public))
         resumed = self.run.prepare_fit(config_hash(cfg), fingerprint, force)
         self.run.write_config(cfg)
-        prepared = self._prepare(table, progress)
+        prepared = self._prepare(table, progress, public, public_name)
         runner = runner or LocalRunner(1)
         results = self._train(prepared, runner, progress)
         chosen = self._select(prepared, results, progress)
+        if prepared["ledger"] is not None:
+            _release_sizes(prepared, chosen, self._sized_model)
         self.manifest = _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, resumed,
                                   time.perf_counter() - t0)
         self._models = {}
         return self
 
-    def _prepare(self, table: pd.DataFrame, progress: ProgressCallback | None) -> dict:
-        """Chunk, fit the encoder once on the whole trace, encode each chunk's training flows."""
+    def _prepare(self, table: pd.DataFrame, progress: ProgressCallback | None,
+                 public: pd.DataFrame | None = None, public_name: str | None = None) -> dict:
+        """Chunk, fit the encoder once (on the whole trace, or on the public one), encode each chunk's
+        training flows (and the public trace's, for pretraining)."""
         from ..encoders.flow_encoder import FlowEncoder
         from ..flows.chunking import split_chunks
 
         cfg = self.config
         emit(progress, "prepare", 0, 3, "steps")
         chunks = split_chunks(table, cfg)
-        encoder = FlowEncoder(cfg).fit(chunks)
+        public_chunks = None if public is None else split_chunks(public, _public_config(cfg))
+        encoder = FlowEncoder(cfg).fit(public_chunks or chunks)
+        guarded = public is not None or cfg.privacy is not None
+        if guarded:  # private values the public (or configured) encoders never saw: nearest known value
+            _tolerate_unseen(encoder)
         encoder.save(self.run.encoder_dir)
         self._encoder = encoder
         emit(progress, "prepare", 1, 3, "steps")
@@ -76,6 +115,8 @@ class Synthesizer:
         info = []
         for chunk in chunks:
             flows, held = _split_holdout(chunk, cfg, holdout)
+            if guarded:
+                flows = _map_unseen_categories(flows, encoder)
             encoded = encoder.transform(flows, chunk.window)
             chunk_dir = self.run.chunk_dir(chunk.index)
             chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -85,41 +126,98 @@ class Synthesizer:
                          "records": int(len(chunk.records)), "flows": int(flows.n_flows),
                          "records_per_flow": float(np.mean(flows.lengths)) if flows.n_flows else 1.0,
                          "data_path": str(data_path), "holdout": held})
-        _check_size(info[0]["flows"], cfg, self.run.path)
+        pre = None if public is None else self._prepare_public(public_chunks, encoder, public_name)
+        _check_size(info[0]["flows"] if pre is None else pre["flows"], cfg, self.run.path)
+        ledger = None if cfg.privacy is None else self._plan_privacy(info, pre is not None)
         emit(progress, "prepare", 3, 3, "steps")
         return {"chunks": info, "encoder": encoder, "attribute_spans": encoder.attribute_spans,
-                "feature_spans": encoder.feature_spans, "records": int(len(table))}
+                "feature_spans": encoder.feature_spans, "records": int(len(table)), "public": pre,
+                "ledger": ledger}
+
+    def _prepare_public(self, public_chunks: list, encoder, name: str | None) -> dict:
+        """All public chunks encoded (each in its own window, with its tags) as one pretraining set."""
+        from ..encoders.flow_encoder import EncodedFlows
+
+        parts = [encoder.transform(c.flows, c.window) for c in public_chunks if c.flows.n_flows]
+        encoded = EncodedFlows(*(np.concatenate([getattr(p, k) for p in parts])
+                                 for k in ("attributes", "features", "gen_flags", "lengths")))
+        folder = self.run.path / PUBLIC_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        chunked.save_encoded(folder / "train.npz", encoded)
+        return {"name": name, "flows": int(len(encoded)), "records": int(sum(len(c.records) for c in public_chunks)),
+                "data_path": str(folder / "train.npz")}
+
+    def _plan_privacy(self, info: list[dict], pretrained: bool):
+        """Release the per-chunk flow counts and calibrate sigma for the schedule the noisy counts allow.
+
+        Chunk 0 of a naive run always trains (for `epochs`); a fine-tuned chunk (every chunk after public
+        pretraining) trains for `finetune_epochs` when its released count is at least 2.
+        """
+        from ..model.privacy import plan_privacy
+
+        cfg = self.config
+        full, short = cfg.training.epochs, chunked.finetune_epochs(cfg)
+
+        def epochs(noisy) -> list[int]:
+            return [full if (c == 0 and not pretrained) else (short if n >= 2 else 0) for c, n in enumerate(noisy)]
+
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.training.seed, _COUNT_RELEASE_STREAM]))
+        return plan_privacy(cfg.privacy, [c["flows"] for c in info], cfg.training.batch_size, epochs,
+                            cfg.training.critic_steps, rng)
 
     def _train(self, prepared: dict, runner, progress: ProgressCallback | None) -> list[chunked.ChunkResult]:
-        """Chunk 0 here (with progress), the others fine-tuned from it through the runner."""
-        cfg = self.config
-        jobs = [self._job(c, prepared, None) for c in prepared["chunks"]]
-        first = chunked.train_chunk(jobs[0], progress)
-        rest = [self._job(c, prepared, first.weights) for c in prepared["chunks"][1:] if c["flows"] >= 2]
-        emit(progress, "finetune", 0, len(rest), "chunks", runner=runner.describe())
-        done = runner.map(chunked.train_chunk, rest)
-        emit(progress, "finetune", len(rest), len(rest), "chunks")
-        by_index = {r.index: r for r in [first, *done]}
-        results = []
-        for c in prepared["chunks"]:
-            # an empty chunk has nothing to learn: it keeps chunk 0's model (and outputs no records)
-            results.append(by_index.get(c["index"]) or chunked.ChunkResult(index=c["index"], weights=first.weights,
-                                                                         init_from=0))
-        del cfg
-        return results
+        """Naive: chunk 0 here (with progress), the others fine-tuned from it through the runner.
+        With a public trace: the public model here, then every chunk fine-tuned from it."""
+        chunks, ledger = prepared["chunks"], prepared["ledger"]
+        first = None
+        if prepared["public"] is not None:
+            base = chunked.train_chunk(self._public_job(prepared), progress)
+            init, init_from, rest = base.weights, chunked.PUBLIC_MODEL, chunks
+        else:
+            first = chunked.train_chunk(self._job(chunks[0], prepared, None, 0), progress)
+            init, init_from, rest = first.weights, 0, chunks[1:]
+        jobs = [self._job(c, prepared, init, init_from) for c in rest if _trains(c, ledger)]
+        emit(progress, "finetune", 0, len(jobs), "chunks", runner=runner.describe())
+        done = runner.map(chunked.train_chunk, jobs)
+        emit(progress, "finetune", len(jobs), len(jobs), "chunks")
+        by_index = {r.index: r for r in ([first] if first else []) + list(done)}
+        # a chunk without training keeps its starting model (and outputs few or no records)
+        return [by_index.get(c["index"]) or chunked.ChunkResult(index=c["index"], weights=init, init_from=init_from)
+                for c in chunks]
 
-    def _job(self, chunk: dict, prepared: dict, init: str | None) -> chunked.ChunkJob:
-        cfg = self.config
+    def _job(self, chunk: dict, prepared: dict, init: str | None, init_from: int) -> chunked.ChunkJob:
+        cfg, ledger = self.config, prepared["ledger"]
         config = cfg.model_dump(mode="json")
+        flows = chunk["flows"] if ledger is None else min(chunk["flows"], ledger.noisy_flow_counts[chunk["index"]])
         # a small fine-tuned chunk trains with batches as large as it has flows (at least 2, for BatchNorm)
-        config["training"]["batch_size"] = max(2, min(cfg.training.batch_size, chunk["flows"]))
+        config["training"]["batch_size"] = max(2, min(cfg.training.batch_size, flows))
+        epochs = cfg.training.epochs if init is None else chunked.finetune_epochs(cfg)
+        if ledger is not None:  # the schedule the accountant composed
+            epochs = ledger.epochs[chunk["index"]]
         return chunked.ChunkJob(
             index=chunk["index"], config=config,
             attribute_spans=chunked.spans_to_plain(prepared["attribute_spans"]),
             feature_spans=chunked.spans_to_plain(prepared["feature_spans"]),
             data_path=chunk["data_path"], chunk_dir=str(self.run.chunk_dir(chunk["index"])),
-            epochs=cfg.training.epochs if init is None else chunked.finetune_epochs(cfg),
-            seed=chunked.chunk_seed(cfg.training.seed, chunk["index"]), init_weights=init)
+            epochs=epochs, seed=chunked.chunk_seed(cfg.training.seed, chunk["index"]), init_weights=init,
+            privacy=None if ledger is None else ledger.to_dict(), init_from=init_from)
+
+    def _public_job(self, prepared: dict) -> chunked.ChunkJob:
+        """Pretraining on the public trace: the full schedule, no DP (public data costs no budget)."""
+        cfg, pub = self.config, prepared["public"]
+        config = cfg.model_dump(mode="json")
+        config["training"]["batch_size"] = max(2, min(cfg.training.batch_size, pub["flows"]))
+        return chunked.ChunkJob(
+            index=chunked.PUBLIC_MODEL, config=config,
+            attribute_spans=chunked.spans_to_plain(prepared["attribute_spans"]),
+            feature_spans=chunked.spans_to_plain(prepared["feature_spans"]),
+            data_path=pub["data_path"], chunk_dir=str(self.run.path / PUBLIC_DIR), epochs=cfg.training.epochs,
+            seed=chunked.chunk_seed(cfg.training.seed, _PUBLIC_SEED_STREAM))
+
+    def _sized_model(self, prepared: dict, weights: str):
+        model = chunked.build_model(self.config, prepared["attribute_spans"], prepared["feature_spans"])
+        chunked.load_weights(model, self.run.path / weights, "model weights")
+        return model
 
     def _select(self, prepared: dict, results: list[chunked.ChunkResult],
                 progress: ProgressCallback | None) -> dict[int, dict]:
@@ -251,6 +349,91 @@ def _check_kind(table: pd.DataFrame, cfg: TraceSynthConfig, name: str | None) ->
                         f"--preset {'pcap' if kind == 'packets' else 'netflow'} (not {other})")
 
 
+def _public_table(cfg: TraceSynthConfig, public: pd.DataFrame | None, name: str | None):
+    """The public trace passed in, or the one `privacy.public_trace` names (read here)."""
+    if public is not None:
+        return public, name or "public trace"
+    path = cfg.privacy.public_trace if cfg.privacy is not None else None
+    if not path:
+        return None, None
+    from ..io import read_trace
+
+    return read_trace(path).table, str(path)
+
+
+def _public_config(cfg: TraceSynthConfig) -> TraceSynthConfig:
+    """The config for chunking the public trace: its own time span (it comes from another period)."""
+    from ..config import config_from_dict
+
+    data = cfg.model_dump(mode="json")
+    data["time"]["window"] = None
+    return config_from_dict(data, "public-trace config")
+
+
+def _tolerate_unseen(encoder) -> None:
+    """Ports/protocols the public (or pretrained) word2vec model lacks map to the nearest known value,
+    instead of failing on (and so revealing) a private value."""
+    from ..encoders.word2vec import Word2VecEncoder
+
+    for enc in [*encoder.attribute_encoders_.values(), *encoder.feature_encoders_.values()]:
+        if isinstance(enc, Word2VecEncoder):
+            enc.unknown = "nearest_value"
+
+
+def _map_unseen_categories(flows, encoder):
+    """Private categorical values outside the known choices -> the nearest choice (numbers) or the
+    first choice (labels), so that encoding never fails on a private value."""
+    from ..encoders.categorical import CategoricalEncoder
+
+    for frame_name, encoders in (("attributes", encoder.attribute_encoders_), ("series", encoder.feature_encoders_)):
+        frame = getattr(flows, frame_name)
+        for name, enc in encoders.items():
+            if isinstance(enc, CategoricalEncoder) and name in frame.columns:
+                frame[name] = _nearest_choice(frame[name].to_numpy(), enc.choices_)
+    return flows
+
+
+def _nearest_choice(values: np.ndarray, choices: list) -> np.ndarray:
+    known = pd.Index(choices).get_indexer(values) >= 0
+    if known.all():
+        return values
+    options = np.asarray(choices)
+    if values.dtype.kind in "iuf" and options.dtype.kind in "iuf":
+        ordered = np.sort(options.astype(np.float64))
+        v = values.astype(np.float64)
+        right = np.clip(np.searchsorted(ordered, v), 0, len(ordered) - 1)
+        left = np.clip(right - 1, 0, len(ordered) - 1)
+        pick = np.where(np.abs(ordered[left] - v) <= np.abs(ordered[right] - v), ordered[left], ordered[right])
+        return np.where(known, values, pick.astype(values.dtype))
+    out = values.astype(object).copy()
+    out[~known] = choices[0]
+    return out
+
+
+def _trains(chunk: dict, ledger) -> bool:
+    """Whether a fine-tuned chunk trains: >= 2 flows (BatchNorm), and in DP mode a schedule in the ledger."""
+    if ledger is not None and ledger.epochs[chunk["index"]] == 0:
+        return False
+    return chunk["flows"] >= 2
+
+
+def _release_sizes(prepared: dict, chosen: dict, load_model) -> None:
+    """DP generation sizes: flows = the released count, records per flow = the mean length of flows the
+    trained model generates. Both are post-processing, so the manifest holds no private count."""
+    import torch
+
+    from .sampling import gen_lengths
+
+    ledger, seed = prepared["ledger"], 0
+    for info in prepared["chunks"]:
+        model = load_model(prepared, chosen[info["index"]]["weights"])
+        flags = model.generate(_SIZE_PROBE_FLOWS, generator=torch.Generator().manual_seed(seed))[2]
+        per_flow = float(np.mean(gen_lengths(np.asarray(flags, dtype=np.float32))))
+        flows = int(ledger.noisy_flow_counts[info["index"]])
+        info.update(flows=flows, records_per_flow=per_flow, records=int(round(flows * per_flow)))
+    prepared["records"] = int(sum(c["records"] for c in prepared["chunks"]))
+
+
 def _check_size(n_flows: int, cfg: TraceSynthConfig, run: Path) -> None:
     batch = cfg.training.batch_size
     if n_flows < batch:
@@ -306,6 +489,19 @@ def _relative(path, root: Path) -> str:
         return str(path)
 
 
+def _privacy_block(cfg: TraceSynthConfig, prepared: dict) -> dict | None:
+    """What produced the run's privacy guarantee: the DP settings, the ledger (achieved epsilon, delta,
+    sigma, C, q and steps per chunk, releases per step, accountant, count release) and the public trace."""
+    ledger, pub = prepared["ledger"], prepared["public"]
+    if ledger is None and pub is None:
+        return None
+    return {"dp": ledger is not None,
+            "settings": None if cfg.privacy is None else cfg.privacy.model_dump(mode="json"),
+            "ledger": None if ledger is None else ledger.to_dict(),
+            "public": None if pub is None else {"name": pub["name"], "flows": pub["flows"],
+                                                "records": pub["records"], "epochs": cfg.training.epochs}}
+
+
 def _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, resumed, fit_s) -> dict:
     chunks = []
     for info, result in zip(prepared["chunks"], results):
@@ -320,5 +516,5 @@ def _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, r
             "input": {"name": input_name, "fingerprint": fingerprint, "records": prepared["records"],
                       "kind": cfg.kind},
             "chunks": chunks, "runner": runner.describe(), "resumed": resumed,
-            "privacy": None if cfg.privacy is None else cfg.privacy.model_dump(mode="json"),
+            "privacy": _privacy_block(cfg, prepared),
             "timings": {"fit_s": round(fit_s, 3), "train_s": round(sum(r.train_s for r in results), 3)}}
