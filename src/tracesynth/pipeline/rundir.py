@@ -9,6 +9,9 @@ Layout::
       encoder/             FlowEncoder.save (word2vec via gensim, the rest JSON)
       chunk_000/           weights.pt (selected weights), checkpoints/ (trainer), result.json
       chunk_001/ ...
+      public/              with --public: the public trace's encoded flows and the model pretrained on
+                           them (every chunk fine-tunes from it); the manifest's `privacy` block
+                           holds the DP ledger and the public trace's name
 
 A folder without manifest.json is an unfinished fit: `fit` resumes it (same config and input) and
 `generate` refuses it with a message saying so. Every file is written atomically.

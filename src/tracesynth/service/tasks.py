@@ -27,8 +27,14 @@ def generate(run_dir: Path, out: Path, count: int | None, scale: float | None, s
     return generate_path(run_dir, out, count=count, scale=scale, seed=seed, progress=progress)
 
 
-def report(real: Path, synthetic: Path, out: Path) -> Any:
-    """Write the self-contained HTML report comparing the real and the synthetic trace."""
+def report(real: Path, synthetic: Path, out: Path, run_dir: Path | None = None) -> Any:
+    """Write the self-contained HTML report comparing the real and the synthetic trace; with `run_dir`,
+    the report also states the run's privacy guarantee (DP ledger, public pretraining) from its manifest."""
     from .. import api
 
-    return api.report_paths(real, synthetic, out)
+    meta = None
+    if run_dir is not None:
+        from ..pipeline.commands import report_meta
+
+        meta = report_meta(run_dir) or None
+    return api.report_paths(real, synthetic, out, meta=meta)

@@ -112,7 +112,7 @@ def _run_steps(params: dict[str, Any], trace: Path, job_folder: Path, writer: Pr
     writer.begin("report")
     report = job_folder / "report.html"
     try:
-        tasks.report(trace, synthetic, report)
+        tasks.report(trace, synthetic, report, run_dir=run_dir)
         outputs["report"] = report.name
     except Exception as exc:  # the synthetic trace is the product; a failed report must not discard it
         log.exception("report failed")
