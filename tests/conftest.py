@@ -4,6 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Two shared cores make wall-clock deadlines meaningless: property tests check behaviour, not speed.
+settings.register_profile("tracesynth", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tracesynth")
 
 from tsdata import SHARED_DATA, shared  # noqa: F401  (re-exported for fixtures below)
 
