@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 import time
@@ -94,8 +95,11 @@ def profile_step(data, a_spans, f_spans, model_cfg: ModelConfig, batch_size: int
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40)
 
 
-def time_generation(data, a_spans, f_spans, model_cfg: ModelConfig, n: int, full_length: bool) -> dict:
-    """Generated flows/s and records/s; `full_length` biases the flag head so every flow has L records."""
+def time_generation(data, a_spans, f_spans, model_cfg: ModelConfig, n: int, full_length: bool,
+                    fused: bool = False) -> dict:
+    """Generated flows/s and records/s; `full_length` biases the flag head so every flow has L records.
+    `fused`: the full-length fused LSTM pass (`sample` in eval mode, what `generate` did before the
+    early-stopping LSTM) instead of `generate`."""
     model = DoppelGANger(a_spans, f_spans, data["gen_flags"].shape[1], model_cfg, seed=0)
     if full_length:
         with torch.no_grad():
@@ -103,7 +107,16 @@ def time_generation(data, a_spans, f_spans, model_cfg: ModelConfig, n: int, full
             head.bias.view(model_cfg.sample_len, -1)[:, -2] += 50.0  # "continues" always wins
     model.generate(256, torch.Generator().manual_seed(0))
     tick = time.perf_counter()
-    _, _, flags = model.generate(n, torch.Generator().manual_seed(1), batch_size=2048)
+    if fused:
+        model.eval()
+        gen, parts = torch.Generator().manual_seed(1), []
+        with torch.no_grad():
+            for start in range(0, n, 2048):
+                _, records, f = model.sample(min(n, start + 2048) - start, gen)
+                parts.append((records[..., :model.feature_dim].numpy(), f.numpy()))
+        flags = np.concatenate([p[1] for p in parts])
+    else:
+        _, _, flags = model.generate(n, torch.Generator().manual_seed(1), batch_size=2048)
     dt = time.perf_counter() - tick
     return {"flows_per_s": n / dt, "records_per_s": float(flags.sum()) / dt, "records": float(flags.sum())}
 
@@ -136,14 +149,16 @@ def main() -> None:
         for s in (5, 25):
             cfg = ModelConfig(**{**netshare.model_dump(), "sample_len": s})
             row(f"sample_len {s}", time_training(data, a_spans, f_spans, cfg, 100, args.steps))
-        torch.set_num_threads(2)
+        os.environ["TRACESYNTH_TORCH_THREADS"] = "2"   # the trainer uses 1 thread unless told otherwise
         row("2 threads", time_training(data, a_spans, f_spans, netshare, 100, args.steps))
-        torch.set_num_threads(1)
+        del os.environ["TRACESYNTH_TORCH_THREADS"]
     for full in (False, True):
-        gen = time_generation(data, a_spans, f_spans, netshare, 10_000, full)
-        label = "every flow L records" if full else "untrained flag head"
-        print(f"generation (netshare sizes, 10k flows, {label}): {gen['flows_per_s']:.0f} flows/s, "
-              f"{gen['records_per_s']:.0f} records/s ({gen['records'] / 10_000:.1f} records/flow)")
+        for fused in (True, False):
+            gen = time_generation(data, a_spans, f_spans, netshare, 10_000, full, fused)
+            label = "every flow L records" if full else "untrained flag head"
+            how = "fused full-length LSTM (before)" if fused else "early-stopped LSTM"
+            print(f"generation (netshare sizes, 10k flows, {label}, {how}): {gen['flows_per_s']:.0f} flows/s, "
+                  f"{gen['records_per_s']:.0f} records/s ({gen['records'] / 10_000:.1f} records/flow)")
     print("profile of one epoch of 1 generator step (5 critic steps x 2 critics + 1 generator step):")
     print(profile_step(data, a_spans, f_spans, netshare, 100))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

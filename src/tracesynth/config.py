@@ -217,7 +217,7 @@ def _preset_pcap() -> TraceSynthConfig:
     ]
     return TraceSynthConfig(kind="packets", fields=fields, time=TimeConfig(column="time"),
                             flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(sample_len=10),
-                            training=_cpu_budget_training(epochs=100, checkpoint_every=25))
+                            training=_cpu_budget_training(epochs=80, checkpoint_every=20))
 
 
 def _preset_netflow() -> TraceSynthConfig:

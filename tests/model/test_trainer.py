@@ -160,3 +160,21 @@ def test_critic_update_and_batch_sampler_are_replaceable():
     assert calls["critic"] == 2 * 2 * 2 * 2
     assert all(r == f for r, f in calls["sizes"]) and (0, 0) in calls["sizes"] and (1, 1) in calls["sizes"]
     assert np.isfinite(result.history[-1]["g_loss"])
+
+
+def test_cpu_training_uses_one_thread_and_restores_the_callers_count(monkeypatch):
+    monkeypatch.delenv("TRACESYNTH_TORCH_THREADS", raising=False)
+    seen = []
+    torch.set_num_threads(2)
+    try:
+        train(_model(), encoded_flows(64, seed=1), tiny_training_cfg(), epochs=1, seed=0,
+              callback=lambda event: seen.append(torch.get_num_threads()))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("TRACESYNTH_TORCH_THREADS", "2")
+        seen.clear()
+        train(_model(), encoded_flows(64, seed=1), tiny_training_cfg(), epochs=1, seed=0,
+              callback=lambda event: seen.append(torch.get_num_threads()))
+        assert set(seen) == {2}
+    finally:
+        torch.set_num_threads(1)

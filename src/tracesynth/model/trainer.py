@@ -138,7 +138,8 @@ TRAIN_THREADS = 1
 def _cpu_threads(device: torch.device) -> Iterator[None]:
     """Train with `TRAIN_THREADS` torch threads on CPU, restoring the caller's thread count afterwards."""
     previous = torch.get_num_threads()
-    wanted = int(os.environ.get("TRACESYNTH_TORCH_THREADS", TRAIN_THREADS))
+    raw = os.environ.get("TRACESYNTH_TORCH_THREADS", "")
+    wanted = int(raw) if raw.strip().isdigit() else TRAIN_THREADS
     if device.type == "cpu" and wanted >= 1 and wanted != previous:
         torch.set_num_threads(wanted)
     try:
