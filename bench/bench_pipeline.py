@@ -2,6 +2,7 @@
 and the wall-time speed-up of 2 workers over 1 on a 4-chunk run (every chunk a few epochs).
 
     .venv/bin/python bench/bench_pipeline.py [--epochs N] [--worker-epochs N] [--count N] [--quality MINUTES]
+    .venv/bin/python bench/bench_pipeline.py --run RUN_DIR [--count N]    # generation only, 1 thread and all cores
 
 With `--quality M` it also fits the default preset on caida-10k and ugr16-1k with an epoch budget of
 about M CPU minutes each and prints NetShare's JSDs (SA, DA, SP, DP, PR) of a same-size sample.
@@ -52,27 +53,32 @@ def speed(table, epochs: int) -> str:
     return str(synth.run.path)
 
 
-def generation(run: str, n: int = 100_000) -> None:
-    """Generate in a child process so its peak RSS is the generation's alone (not the fit's)."""
+def generation(run: str, n: int = 100_000, threads: int = 1) -> None:
+    """Generate in a child process so its peak RSS is the generation's alone (not the fit's).
+
+    `threads`: torch threads while generating (TRACESYNTH_GENERATE_THREADS); 0 = every core (the default
+    of `tracesynth generate` from 4 cores up). The output for a seed depends on the thread count, not
+    its statistics."""
+    import os
     import subprocess
 
+    env = dict(os.environ, TRACESYNTH_GENERATE_THREADS=str(threads or os.cpu_count() or 1))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, __file__, "--generate-only", run, "--count", str(n)],
-                         check=True, capture_output=True, text=True).stdout.strip()
+                         check=True, capture_output=True, text=True, env=env).stdout.strip()
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(out + (f", peak RSS of the generating process {child / 1024:.0f} MB" if child > before else ""))
+    print(out + f", {env['TRACESYNTH_GENERATE_THREADS']} thread(s)"
+          + (f", peak RSS of the generating process {child / 1024:.0f} MB" if child > before else ""))
 
 
 def generate_only(run: str, n: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
     loaded = Synthesizer.load(run)
     loaded.sample(count=1000, seed=0)                       # warm-up (imports, first batches)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = loaded.sample(count=n, seed=1)
-    dt = time.perf_counter() - t0
-    print(f"generation: {len(out)} packets in {dt:.2f} s = {len(out) / dt:,.0f} packets/s (target >= 100,000)")
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"generation: {len(out)} packets in {dt:.2f} s = {len(out) / dt:,.0f} packets/s (target >= 100,000); "
+          f"{cpu:.2f} CPU s = {len(out) / cpu:,.0f} packets per CPU second")
 
 
 def workers(table, epochs: int) -> None:
@@ -120,9 +126,15 @@ def main() -> int:
     ap.add_argument("--quality", type=float, default=0.0)
     ap.add_argument("--generate-only", metavar="RUN", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--run", help="only benchmark generation from this fitted run folder (e.g. a 10-chunk caida "
+                                  "run), at --count packets with 1 thread and with every core")
     args = ap.parse_args()
     if args.generate_only:
         generate_only(args.generate_only, args.count)
+        return 0
+    if args.run:
+        for threads in (1, 0):
+            generation(args.run, args.count, threads)
         return 0
     path = DATA / "caida/caida-10k.pcapng"
     if not path.exists():

@@ -13,9 +13,10 @@ def test_pcap_preset_matches_netshare_example():
     enc = {f.name: f.encoding for f in cfg.fields}
     assert enc == {"srcip": "bits", "dstip": "bits", "srcport": "word2vec_port", "dstport": "word2vec_port",
                    "proto": "word2vec_proto", "pkt_len": "numeric", "tos": "numeric", "id": "numeric",
-                   "flag": "categorical", "off": "numeric", "ttl": "numeric", "tcp_flags": "categorical"}
+                   "flag": "categorical", "off": "categorical", "ttl": "numeric", "tcp_flags": "categorical"}
     ranges = {f.name: f.range for f in cfg.fields if f.encoding == "numeric"}
-    assert ranges == {"pkt_len": None, "tos": (0, 255), "id": (0, 65535), "off": (0, 8191), "ttl": (0, 255)}
+    assert ranges == {"pkt_len": None, "tos": (0, 255), "id": (0, 65535), "ttl": (0, 255)}
+    assert {f.name: f.top_k for f in cfg.fields if f.top_k} == {"srcport": 32, "dstport": 32}
     assert cfg.field("srcip").n_bits == 32 and cfg.word2vec.vector_size == 10 and cfg.word2vec.window == 5
     assert cfg.chunking.n_chunks == 10 and cfg.training.batch_size == 100
 
@@ -66,6 +67,18 @@ def test_impossible_values_are_named():
     assert "time.column" in _bad(lambda d: d["time"].update(column="ts"))
     assert "fields.8 (flag).choices" in _bad(lambda d: d["fields"][8].update(encoding="numeric", choices=[1]))
     assert "duplicate" in _bad(lambda d: d["fields"].append(dict(d["fields"][5])))
+    assert "fields.4 (proto).top_k" in _bad(lambda d: d["fields"][4].update(top_k=8))
+    assert "fields.2 (srcport).choices" in _bad(lambda d: d["fields"][2].update(top_k=0, choices=[443]))
+    assert "top ports must be integers" in _bad(lambda d: d["fields"][2].update(choices=[443, "http"]))
+    assert "fields.2.top_k" in _bad(lambda d: d["fields"][2].update(top_k=-1))
+
+
+def test_top_port_choices_are_accepted(tmp_path):
+    data = preset("pcap").model_dump(mode="json")
+    data["fields"][2].update(top_k=2, choices=[443, 80])
+    cfg = config_from_dict(data)
+    assert cfg.field("srcport").choices == [443, 80]
+    assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
 
 
 def test_unknown_preset_and_bad_file(tmp_path):

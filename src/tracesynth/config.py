@@ -32,8 +32,12 @@ class FieldConfig(_Section):
     scale: Literal["zero_one", "minus_one_one"] = "zero_one"
     #: fixed [min, max] (required in DP mode); None learns the range from the data
     range: Optional[tuple[float, float]] = None
-    #: fixed choices for categorical fields (numbers or strings); None uses the values seen
+    #: fixed choices for categorical fields (numbers or strings); None uses the values seen. For a
+    #: `word2vec_port` field with `top_k`, the ports that get their own one-hot slot (instead of counting)
     choices: Optional[list[Union[int, str]]] = None
+    #: `word2vec_port` only: the K most frequent ports get a one-hot softmax slot (plus "other") before
+    #: the word2vec vector, so the dominant ports are decoded by argmax; 0 = word2vec only (NetShare)
+    top_k: int = Field(0, ge=0, le=1024)
     #: number of bits for `bits` encoding (32 for IPv4, 128 for IPv6)
     n_bits: int = Field(32, ge=1, le=128)
 
@@ -189,8 +193,21 @@ def _check_fields(config: "TraceSynthConfig") -> None:
             raise ValueError(f"{key}.n_bits: must be a multiple of 8 (32 for IPv4, 128 for IPv6), got {f.n_bits}")
         if f.encoding != "numeric" and (f.log1p or f.range is not None):
             raise ValueError(f"{key}: log1p and range apply to numeric fields only (encoding is {f.encoding})")
-        if f.encoding != "categorical" and f.choices is not None:
-            raise ValueError(f"{key}.choices: applies to categorical fields only (encoding is {f.encoding})")
+        if f.top_k and f.encoding != "word2vec_port":
+            raise ValueError(f"{key}.top_k: applies to word2vec_port fields only (encoding is {f.encoding}); "
+                             "set it to 0")
+        port_choices = f.encoding == "word2vec_port" and f.top_k > 0
+        if f.encoding != "categorical" and f.choices is not None and not port_choices:
+            raise ValueError(f"{key}.choices: applies to categorical fields (and word2vec_port fields with "
+                             f"top_k) only (encoding is {f.encoding})")
+        if port_choices and f.choices is not None:
+            bad = [c for c in f.choices if not str(c).isdigit() or int(c) > 65535]
+            if bad:
+                raise ValueError(f"{key}.choices: top ports must be integers in [0, 65535], got {bad[:5]}")
+
+
+#: ports with their own one-hot slot in the presets (hybrid port encoding; docs/flows-and-encoders.md)
+TOP_PORTS = 32
 
 
 def _ip(name: str) -> FieldConfig:
@@ -201,17 +218,19 @@ def _ip(name: str) -> FieldConfig:
 def _preset_pcap() -> TraceSynthConfig:
     """NetShare's examples/pcap/config_example_pcap_nodp.json, with tracesynth's documented changes:
     tcp_flags is modelled too, `flag` uses the values seen (NetShare fixes [0, 1, 2], which cannot encode
-    DF|MF or the reserved bit), inter-arrival gets log1p, and flows are capped at 100 records and split."""
+    DF|MF or the reserved bit), inter-arrival gets log1p, and flows are capped at 100 records and split.
+    `off` is categorical over the offsets seen (NetShare: numeric over [0, 8191]): a numeric head smears
+    mass over non-zero offsets, and every non-first fragment loses its ports in the header rules."""
     fields = [
         _ip("srcip"), _ip("dstip"),
-        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
-        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port", top_k=TOP_PORTS),
+        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port", top_k=TOP_PORTS),
         FieldConfig(name="proto", role="attribute", encoding="word2vec_proto"),
         FieldConfig(name="pkt_len", role="feature", encoding="numeric"),
         FieldConfig(name="tos", role="feature", encoding="numeric", range=(0.0, 255.0)),
         FieldConfig(name="id", role="feature", encoding="numeric", range=(0.0, 65535.0)),
         FieldConfig(name="flag", role="feature", encoding="categorical"),
-        FieldConfig(name="off", role="feature", encoding="numeric", range=(0.0, 8191.0)),
+        FieldConfig(name="off", role="feature", encoding="categorical"),
         FieldConfig(name="ttl", role="feature", encoding="numeric", range=(0.0, 255.0)),
         FieldConfig(name="tcp_flags", role="feature", encoding="categorical"),
     ]
@@ -225,8 +244,8 @@ def _preset_netflow() -> TraceSynthConfig:
     label one-hot, sample_len 10); NetShare pads to the longest flow, tracesynth caps at 20 and splits."""
     fields = [
         _ip("srcip"), _ip("dstip"),
-        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port"),
-        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port"),
+        FieldConfig(name="srcport", role="attribute", encoding="word2vec_port", top_k=TOP_PORTS),
+        FieldConfig(name="dstport", role="attribute", encoding="word2vec_port", top_k=TOP_PORTS),
         FieldConfig(name="proto", role="attribute", encoding="word2vec_proto"),
         FieldConfig(name="td", role="feature", encoding="numeric", log1p=True),
         FieldConfig(name="pkt", role="feature", encoding="numeric", log1p=True),

@@ -55,9 +55,10 @@ def _check_round_trip(enc, chunk, iat_atol):
 def test_pcap_round_trip_and_layout(caida):
     cfg, chunks, enc = caida
     assert enc.attribute_spans[:64] == [Span(2, "softmax")] * 64
-    assert enc.attribute_spans[64:67] == [Span(10, "tanh")] * 3
-    assert enc.attribute_spans[67] == Span(1, "sigmoid")
-    assert enc.attribute_spans[68:] == [Span(2, "softmax")] * (1 + 3)
+    top = Span(33, "softmax")  # the preset's 32 top ports + "other", then the word2vec vector
+    assert enc.attribute_spans[64:69] == [top, Span(10, "tanh"), top, Span(10, "tanh"), Span(10, "tanh")]
+    assert enc.attribute_spans[69] == Span(1, "sigmoid")
+    assert enc.attribute_spans[70:] == [Span(2, "softmax")] * (1 + 3)
     assert enc.feature_spans[0] == Span(1, "sigmoid")  # iat first
     for chunk in chunks:
         e = _check_round_trip(enc, chunk, iat_atol=1e-6 * float(enc.iat_encoder_._range()[1]))
@@ -128,8 +129,9 @@ def test_pretrained_word2vec_for_dp_mode(caida, tmp_path):
     dp.word2vec.pretrained = str(tmp_path / "public.kv")
     loaded = FlowEncoder(dp).fit(chunks[:1])
     v = chunks[0].flows.attributes["srcport"].to_numpy()
-    assert np.array_equal(loaded.attribute_encoders_["srcport"].transform(v),
-                          enc.attribute_encoders_["srcport"].transform(v))
+    vectors = slice(-cfg.word2vec.vector_size, None)  # the top-port slots follow the public model's order
+    assert np.array_equal(loaded.attribute_encoders_["srcport"].transform(v)[:, vectors],
+                          enc.attribute_encoders_["srcport"].transform(v)[:, vectors])
 
 
 def test_word2vec_typed_tokens_deterministic_and_exact():

@@ -62,3 +62,35 @@ def test_generate_attributes_is_the_attribute_generator_in_eval_mode():
                          for m in (32, 32, 6)]).numpy()
     assert attrs.shape == (70, model.attribute_dim) and attrs.dtype == np.float32
     np.testing.assert_allclose(attrs, ref, rtol=0, atol=1e-6)
+
+
+def test_generate_attributes_of_zero_or_uneven_rows():
+    model = _model(3, 0.0, seed=6)
+    assert model.generate_attributes(0).shape == (0, model.attribute_dim)
+    whole = model.generate_attributes(45, torch.Generator().manual_seed(8), batch_size=45)
+    split = model.generate_attributes(45, torch.Generator().manual_seed(8), batch_size=16)
+    np.testing.assert_allclose(split, whole, rtol=0, atol=1e-6)   # batching only changes the blocking
+    assert np.isfinite(whole).all()
+
+
+def test_folded_attribute_generator_equals_eval_forward():
+    """BatchNorm folded into the next Linear gives the eval-mode forward, also with non-trivial
+    running statistics and affine parameters (as after training)."""
+    model = _model(3, 0.0, seed=7)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for bn in model.attribute_generator.body:
+            if isinstance(bn, torch.nn.BatchNorm1d):
+                bn.running_mean.normal_(0.0, 0.5, generator=gen)
+                bn.running_var.uniform_(0.2, 3.0, generator=gen)
+                bn.weight.uniform_(0.5, 1.5, generator=gen)
+                bn.bias.normal_(0.0, 0.3, generator=gen)
+    noise = torch.randn(64, model.cfg.attribute_noise_dim, generator=gen)
+    model.eval()
+    with torch.no_grad():
+        want = model.attribute_generator(noise)
+    got = model.attribute_generator.generate(noise)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    model.train()                                  # training mode: batch statistics, i.e. forward itself
+    with torch.no_grad():
+        torch.testing.assert_close(model.attribute_generator.generate(noise), model.attribute_generator(noise))

@@ -50,6 +50,8 @@ def dp_ready(window, w2v=None, **training) -> dict:
             f["choices"] = list(range(8))
         elif f["name"] == "tcp_flags":
             f["choices"] = TCP_FLAGS
+        elif f["name"] == "off":
+            f["choices"] = [0, 182, 185]  # fragment offsets (8-byte units) common on CAIDA's links
     d["time"].update(window=list(window), interarrival_range=[0.0, 1e-4])  # the slice spans 2.6 ms
     d["word2vec"]["pretrained"] = w2v
     return d

@@ -1,6 +1,8 @@
 """Merging by flow tags, output sizing and trimming, on hand-made arrays with known answers."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,3 +78,54 @@ def test_window_mask_last_window_is_closed():
     t = np.array([0.0, 5.0, 10.0])
     assert gen.window_mask(t, (0, 10), last=False).tolist() == [True, True, False]
     assert gen.window_mask(t, (0, 10), last=True).tolist() == [True, True, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 50), st.integers(0, 2**31 - 1))
+def test_thin_rows_is_an_ordered_subset_of_the_requested_size(n, keep, seed):
+    rows = np.arange(n, dtype=np.float32).reshape(n, 1) * np.ones((1, 3), np.float32)
+    out = gen.thin_rows(rows, keep, np.random.default_rng(seed))
+    assert len(out) == min(n, keep)
+    assert len(np.unique(out[:, 0])) == len(out)                 # no row twice
+    assert np.all(np.diff(out[:, 0]) > 0)                         # original order kept
+    assert np.isin(out[:, 0], rows[:, 0]).all()
+    again = gen.thin_rows(rows, keep, np.random.default_rng(seed))
+    np.testing.assert_array_equal(out, again)                     # reproducible for a seed
+
+
+def test_thin_rows_keeps_all_rows_when_not_too_many():
+    rows = np.ones((5, 2), np.float32)
+    assert gen.thin_rows(rows, 5, np.random.default_rng(0)) is rows
+    assert gen.thin_rows(rows, 9, np.random.default_rng(0)) is rows
+
+
+def test_flows_to_draw_pilots_then_follows_the_measured_yield():
+    from tracesynth.pipeline import sampling
+
+    # first round: a pilot share of the training ratio's estimate, no margin
+    assert sampling._flows_to_draw(1000, 0, 0, 2.0, 0) == int(np.ceil(sampling.PILOT_SHARE * 500))
+    # later: what is missing at the measured yield (600 records from 400 rows = 1.5 per row), with margin
+    want = sampling._flows_to_draw(1000, 600, 400, 2.0, 1)
+    assert want == int(np.ceil(sampling.MEASURED_MARGIN * 400 / 1.5))
+    # a few records short still draws a useful batch; a full chunk draws nothing
+    assert sampling._flows_to_draw(1000, 999, 400, 2.0, 2) == sampling.MIN_DRAW
+    assert sampling._flows_to_draw(1000, 1000, 400, 2.0, 2) == 0
+
+
+def test_generation_threads_follow_the_override_and_are_restored(monkeypatch):
+    import torch
+
+    from tracesynth.pipeline import sampling
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "1")
+    with sampling._generation_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.delenv("TRACESYNTH_GENERATE_THREADS")
+    monkeypatch.setattr(sampling, "GENERATE_THREADS", None)
+    with sampling._generation_threads():
+        assert torch.get_num_threads() == sampling.default_threads()
+    assert torch.get_num_threads() == before
+    cores = os.cpu_count() or 1
+    assert sampling.default_threads() == (cores if cores >= sampling.ALL_CORES_FROM else 1)

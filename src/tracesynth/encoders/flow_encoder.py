@@ -8,7 +8,7 @@ itself is not a feature: the model owns that head.
 
 `fit` sees the whole trace (every chunk) once, so that all chunks share one layout and one set of ranges.
 `inverse_transform` also decodes generated (soft) values: argmax per softmax span, clipping for numeric
-fields, nearest neighbour for word2vec, and a flow ends at its first 0 flag (at least one record).
+fields, nearest neighbour for word2vec (after the top-port argmax with `top_k`), and a flow ends at its first 0 flag (at least one record).
 """
 from __future__ import annotations
 
@@ -85,7 +85,12 @@ class FlowEncoder:
                                   f"(have {', '.join(c for c in source.columns if c not in ('flow_id', 'step'))})")
             enc = self._make_encoder(f)
             target = self.attribute_encoders_ if f.role == "attribute" else self.feature_encoders_
-            target[f.name] = enc.fit(source[f.name].to_numpy())
+            if f.top_k and not self.config.word2vec.pretrained:  # top ports by records, not by flows
+                target[f.name] = enc.fit(source[f.name].to_numpy(), weights=_records_per_flow(tables))
+            elif f.top_k:  # a public model: its own frequency order, reading no private data
+                target[f.name] = enc.fit(None)
+            else:
+                target[f.name] = enc.fit(source[f.name].to_numpy())
         tags = tag_columns(self.config.chunking.n_chunks)
         present = [c for c in tags if c in attrs.columns]
         if present and present != tags:
@@ -115,7 +120,8 @@ class FlowEncoder:
     def _make_encoder(self, f: FieldConfig) -> Encoder:
         if f.encoding.startswith("word2vec"):
             unknown = "nearest_value" if self.config.word2vec.pretrained else "error"
-            return Word2VecEncoder(self.embedding_, f.encoding.split("_")[1], unknown, name=f.name)
+            return Word2VecEncoder(self.embedding_, f.encoding.split("_")[1], unknown, name=f.name,
+                                   top_k=f.top_k, top_choices=f.choices if f.top_k else None)
         if f.encoding == "bits":
             return BitsEncoder(f.n_bits)
         if f.encoding == "numeric":
@@ -254,15 +260,25 @@ class FlowEncoder:
         if state["type"] == "word2vec":
             if self.embedding_ is None:
                 raise UserError("the saved encoder uses word2vec but word2vec.kv is missing beside encoder.json")
-            return Word2VecEncoder(self.embedding_, state["kind"], state["unknown"], state["name"]).fit()
+            enc = Word2VecEncoder(self.embedding_, state["kind"], state["unknown"], state["name"],
+                                  top_k=int(state.get("top_k", 0))).fit()
+            return enc.restore_top(state.get("top_values", []))
         return _ENCODERS[state["type"]].from_state(state["state"])
 
 
 def _encoder_state(enc: Encoder) -> dict:
     if isinstance(enc, Word2VecEncoder):
-        return {"type": "word2vec", "kind": enc.kind, "unknown": enc.unknown, "name": enc.name}
+        state = {"type": "word2vec", "kind": enc.kind, "unknown": enc.unknown, "name": enc.name}
+        if enc.top_k:
+            state.update(top_k=enc.top_k, top_values=enc.top_values_.tolist())
+        return state
     kind = next(k for k, cls in _ENCODERS.items() if isinstance(enc, cls))
     return {"type": kind, "state": enc.state()}
+
+
+def _records_per_flow(tables: list[FlowTable]) -> np.ndarray:
+    """Records of every flow, in the order of the concatenated attribute tables."""
+    return np.concatenate([np.asarray(t.lengths, dtype=np.float64) for t in tables])
 
 
 def _scale_window(times: np.ndarray, window: tuple[float, float]) -> np.ndarray:

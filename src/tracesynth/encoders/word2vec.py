@@ -6,6 +6,12 @@ is loaded from a file trained on a public trace instead (`PortProtoEmbedding.loa
 
 Values encode as their L2-normalised vector (tanh head); decoding picks the exact cosine nearest
 neighbour among the known values of the same type (ports or protocols), in batched numpy.
+
+Hybrid ports (`top_k` > 0): a few ports carry most traffic (CAIDA: 443 and 80 are 68% of packets), but in
+a 10-dim space they sit among rare ports within cosine 0.95, so a generated vector rarely lands nearest to
+them. The K most frequent ports therefore get a one-hot softmax span of K+1 slots (the last is "other")
+ahead of the vector: a top port decodes by argmax, exactly as often as the softmax says; "other" decodes
+by exact cosine nearest neighbour over the non-top ports only.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import NotFittedError, UserError
 from .base import Encoder, Span
@@ -118,14 +125,20 @@ class Word2VecEncoder(Encoder):
     """
 
     def __init__(self, embedding: PortProtoEmbedding, kind: str = "port", unknown: str = "error",
-                 name: str = "value"):
+                 name: str = "value", top_k: int = 0, top_choices: list | None = None):
         self.embedding = embedding
         self.kind = kind
         self.unknown = unknown
         self.name = name
+        self.top_k = top_k
+        self.top_choices = top_choices
 
-    def fit(self, values: np.ndarray | None = None) -> "Word2VecEncoder":
-        """Read the known values and their unit vectors from the (fitted) embedding."""
+    def fit(self, values: np.ndarray | None = None, weights: np.ndarray | None = None) -> "Word2VecEncoder":
+        """Read the known values and their unit vectors from the (fitted) embedding.
+
+        With `top_k`, the top values are `top_choices` when given, else the `top_k` most frequent of
+        `values` (each counted `weights` times: records per flow), else, without values (a public model
+        in DP mode), the embedding's own most frequent tokens, so no private data is read."""
         if not hasattr(self.embedding, "wv_"):
             raise NotFittedError(f"{self.name}: the word2vec embedding is not fitted yet; fit it first")
         if self.kind not in TOKEN_PREFIX:
@@ -136,11 +149,40 @@ class Word2VecEncoder(Encoder):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.values_ = values_
         self.unit_vectors_ = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        self.top_values_ = self._top_values(values, weights) if self.top_k else np.zeros(0, np.int64)
+        return self
+
+    def _top_values(self, values: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
+        """The ports with a one-hot slot, most frequent first (ties: lower port first)."""
+        if self.top_choices is not None:
+            return np.asarray([int(c) for c in self.top_choices], dtype=np.int64)
+        if values is None:
+            prefix = TOKEN_PREFIX[self.kind]
+            keys = [k for k in self.embedding.wv_.index_to_key if k.startswith(prefix)][:self.top_k]
+            return np.array([int(k[len(prefix):]) for k in keys], dtype=np.int64)
+        uniq, inverse = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
+        w = np.ones(len(inverse)) if weights is None else np.asarray(weights, dtype=np.float64)
+        counts = np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
+        order = np.lexsort((uniq, -counts))[:self.top_k]
+        return uniq[order]
+
+    def restore_top(self, top_values) -> "Word2VecEncoder":
+        """Set the saved top values after `fit()` (a loaded run must decode with the fitted slots)."""
+        self.top_values_ = np.asarray(top_values, dtype=np.int64)
         return self
 
     @property
     def spans(self) -> list[Span]:
-        return [Span(self.embedding.vector_size, "tanh")]
+        vector = Span(self.embedding.vector_size, "tanh")
+        if not self.top_k:
+            return [vector]
+        self._check_fitted()
+        return [Span(len(self.top_values_) + 1, "softmax"), vector]
+
+    def _top_slots(self, values: np.ndarray) -> np.ndarray:
+        """Slot of each value among the top values; len(top_values_) ("other") for the rest."""
+        slots = pd.Index(self.top_values_).get_indexer(np.asarray(values, dtype=np.int64))
+        return np.where(slots < 0, len(self.top_values_), slots)
 
     def _codes(self, values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype=np.int64)
@@ -160,16 +202,37 @@ class Word2VecEncoder(Encoder):
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        return self.unit_vectors_[self._codes(values)]
+        vectors = self.unit_vectors_[self._codes(values)]
+        if not self.top_k:
+            return vectors
+        onehot = np.zeros((len(vectors), len(self.top_values_) + 1), dtype=np.float32)
+        onehot[np.arange(len(vectors)), self._top_slots(values)] = 1.0
+        return np.concatenate([onehot, vectors], axis=1)
 
     def inverse_transform(self, encoded: np.ndarray) -> np.ndarray:
-        """Exact cosine nearest neighbour among the known values, in row batches."""
+        """Exact cosine nearest neighbour among the known values, in row batches; with `top_k`, argmax of
+        the one-hot span first, and the nearest neighbour among the non-top values for "other"."""
         self._check_fitted()
-        q = np.asarray(encoded, dtype=np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        out = np.empty(len(q), dtype=np.int64)
-        step = max(1, _BATCH_ELEMENTS // len(self.values_))
-        for start in range(0, len(q), step):
-            sims = q[start:start + step] @ self.unit_vectors_.T
-            out[start:start + step] = np.argmax(sims, axis=1)
-        return self.values_[out]
+        encoded = np.asarray(encoded, dtype=np.float32)
+        if not self.top_k:
+            return self.values_[_nearest(encoded, self.unit_vectors_)]
+        k = len(self.top_values_)
+        slots = np.argmax(encoded[:, :k + 1], axis=1)
+        out = self.top_values_[np.minimum(slots, max(k - 1, 0))] if k else np.zeros(len(slots), np.int64)
+        other = slots == k
+        if other.any():
+            pool = np.flatnonzero(~np.isin(self.values_, self.top_values_))
+            if not len(pool):  # every known value has a slot: fall back to all of them
+                pool = np.arange(len(self.values_))
+            out[other] = self.values_[pool[_nearest(encoded[other, k + 1:], self.unit_vectors_[pool])]]
+        return out
+
+
+def _nearest(queries: np.ndarray, unit_vectors: np.ndarray) -> np.ndarray:
+    """Row index of the exact cosine nearest neighbour of each query, in row batches."""
+    q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    out = np.empty(len(q), dtype=np.int64)
+    step = max(1, _BATCH_ELEMENTS // len(unit_vectors))
+    for start in range(0, len(q), step):
+        out[start:start + step] = np.argmax(q[start:start + step] @ unit_vectors.T, axis=1)
+    return out

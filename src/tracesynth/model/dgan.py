@@ -80,7 +80,9 @@ class DoppelGANger(nn.Module):
 
     # ---- generation (numpy out) --------------------------------------------------------------------
     def _eval_mode(self):
-        """Context: eval mode (BatchNorm uses running statistics), no autograd, mode restored after."""
+        """Context: eval mode (BatchNorm uses running statistics), inference mode (no autograd graph,
+        no version counters), mode restored after. Outputs leave as numpy, so no tensor made here is
+        ever used by autograd later."""
         import contextlib
 
         @contextlib.contextmanager
@@ -88,7 +90,7 @@ class DoppelGANger(nn.Module):
             was_training = self.training
             self.eval()
             try:
-                with torch.no_grad():
+                with torch.inference_mode():
                     yield
             finally:
                 self.train(was_training)
@@ -102,7 +104,7 @@ class DoppelGANger(nn.Module):
         if attributes is None:
             z_a = torch.randn(n, self.cfg.attribute_noise_dim, generator=generator,
                               device=generator.device).to(device)
-            attributes = self.attribute_generator(z_a)
+            attributes = self.attribute_generator.generate(z_a)
         z_f = torch.randn(n, self.feature_generator.steps, self.cfg.feature_noise_dim, generator=generator,
                           device=generator.device).to(device)
         records, gen_flags = self.feature_generator.generate(attributes, z_f)
@@ -120,14 +122,14 @@ class DoppelGANger(nn.Module):
         where series would be thrown away anyway)."""
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
-        parts = [np.zeros((0, self.attribute_dim), np.float32)]
+        out = np.empty((max(0, n), self.attribute_dim), np.float32)  # filled in place: no list + concatenate copy
         with self._eval_mode():
             for start in range(0, n, batch_size):
                 m = min(n, start + batch_size) - start
                 z_a = torch.randn(m, self.cfg.attribute_noise_dim, generator=generator,
                                   device=generator.device).to(self.device)
-                parts.append(self.attribute_generator(z_a).cpu().numpy())
-        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+                out[start:start + m] = self.attribute_generator.generate(z_a).cpu().numpy()
+        return out
 
     def iter_generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
                       batch_size: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -74,6 +74,17 @@ def merge_by_tags(per_chunk: list[np.ndarray], layout: AttributeLayout,
     return merged
 
 
+def thin_rows(rows: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniform random subset of `keep` rows, in their original order (all rows when fewer).
+
+    Merged flows are exchangeable and `select_records` later drops whole random flows anyway, so
+    dropping surplus rows before their time series are generated changes no distribution; it only
+    saves generating and decoding series that would be thrown away."""
+    if keep >= len(rows):
+        return rows
+    return rows[np.sort(rng.choice(len(rows), size=max(0, keep), replace=False))]
+
+
 def split_target(total: int, weights: np.ndarray) -> np.ndarray:
     """Split `total` records over chunks in proportion to `weights` (largest remainder; sums exactly)."""
     weights = np.asarray(weights, dtype=np.float64)

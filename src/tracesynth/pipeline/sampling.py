@@ -7,10 +7,15 @@ at least its share of the requested records (its share of the training records, 
 then `generation.select_records` drops whole random flows and cuts the last one short so the chunk
 holds exactly its share. The output therefore has exactly the requested number of records (unless
 the models cannot produce enough in 10 rounds, which is logged) and keeps the real time profile.
+Sizing wastes little: the first round is a pilot below the training-ratio estimate, later rounds
+draw from each chunk's measured yield, and a chunk's merged list is thinned to what it still misses
+(copies from earlier chunks can bring more), since every drawn row costs the 4x512 attribute MLP.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +31,19 @@ MAX_ROUNDS = 10
 #: flows generated and decoded together: bounds the padded series in memory ([b, L, D] float32,
 #: 8192 x 100 x 19 = 62 MB for caida) while keeping per-batch overheads (decoding, DataFrames) small
 GENERATE_BATCH = 8192
+#: the first round draws this share of the attribute rows the training ratio suggests (no margin): a
+#: pilot that measures each chunk's real yield (records per drawn row, after the tag merge and the
+#: window cut), so later rounds draw close to exactly what is missing instead of overshooting
+PILOT_SHARE = 0.9
+#: safety margin on the missing records once the yield has been measured
+MEASURED_MARGIN = 1.05
+#: attribute rows drawn at least per chunk and round once the yield is known: a few records short must
+#: not cost one round each (rounds are capped at MAX_ROUNDS)
+MIN_DRAW = 64
+#: torch threads while generating; None = `default_threads()` (override with TRACESYNTH_GENERATE_THREADS)
+GENERATE_THREADS: int | None = None
+#: fewest cores for which generation uses them all by default (see `default_threads`)
+ALL_CORES_FROM = 4
 
 
 @dataclass
@@ -97,12 +115,46 @@ def _header_consistency(packets: pd.DataFrame) -> None:
 def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
                   seed: int, progress: ProgressCallback | None = None) -> pd.DataFrame:
     """Generate `target` records over all chunks (see module docstring); sorted by time."""
+    with _generation_threads():
+        return _sample_chunks(plans, encoder, layout, kind, target, seed, progress)
+
+
+def default_threads() -> int:
+    """Every core on machines with at least ALL_CORES_FROM of them, else 1.
+
+    On 2 cores a second thread can at best halve the torch part (~60% of generation; decoding is numpy),
+    while a core busy with other work makes the threads wait on each other (OpenMP spin-waits):
+    measured 4x slower on this project's shared 2-core machine (docs/benchmarks.md, "## Pipeline")."""
+    cores = os.cpu_count() or 1
+    return cores if cores >= ALL_CORES_FROM else 1
+
+
+@contextlib.contextmanager
+def _generation_threads():
+    """Torch's intra-op threads for generation, restored after (training workers keep their single
+    thread). The output for a seed depends on the thread count (kernels block differently), so the
+    count is fixed per machine (or set with TRACESYNTH_GENERATE_THREADS), never derived from the load."""
+    import torch
+
+    before = torch.get_num_threads()
+    raw = os.environ.get("TRACESYNTH_GENERATE_THREADS", "")
+    wanted = int(raw) if raw.strip().isdigit() and int(raw) > 0 else (GENERATE_THREADS or default_threads())
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
+                   seed: int, progress: ProgressCallback | None) -> pd.DataFrame:
     import torch
 
     rng = np.random.default_rng(seed)
     targets = gen.split_target(target, np.array([p.real_records for p in plans]))
     have = np.zeros(len(plans), dtype=np.int64)
     drawn = np.zeros(len(plans), dtype=np.int64)       # attribute rows sampled per chunk so far
+    series = np.zeros(len(plans), dtype=np.int64)      # merged rows given time series per chunk so far
     pieces: list[list[pd.DataFrame]] = [[] for _ in plans]
     next_flow = 0
     for rnd in range(MAX_ROUNDS):
@@ -117,9 +169,14 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
             per_chunk.append(np.asarray(attrs, dtype=np.float32))
         drawn += np.array(want)
         merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
+        del per_chunk                                   # the drawn rows are not needed past the merge
         for j, plan in enumerate(plans):
             if len(merged[j]) == 0 or have[j] >= targets[j]:
                 continue
+            if series[j] and have[j]:  # copies from earlier chunks may bring more flows than are missing
+                need = gen.flows_needed(int(targets[j]), have[j] / series[j], int(have[j]), margin=MEASURED_MARGIN)
+                merged[j] = gen.thin_rows(merged[j], max(MIN_DRAW, need), rng)
+            series[j] += len(merged[j])
             g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 1))
             # bounded batches, each decoded at once: padded [b, L, D] series never exist for all flows
             for attrs, feats, flags in plan.model.iter_generate(len(merged[j]), generator=g, attributes=merged[j],
@@ -129,6 +186,7 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
                 next_flow += len(attrs)
                 pieces[j].append(records)
                 have[j] += len(records)
+            merged[j] = merged[j][:0]                   # release this chunk's rows before the next one
         emit(progress, "generate", float(np.minimum(have, targets).sum()), float(target), "records", round=rnd)
     if (have < targets).any():
         log.warning("the models produced %d of the %d requested records after %d rounds",
@@ -137,11 +195,15 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
 
 
 def _flows_to_draw(target: int, have: int, drawn: int, records_per_flow: float, rnd: int) -> int:
-    """Attribute rows to sample next: from the yield seen so far, or the training ratio at first."""
+    """Attribute rows to sample next: from the yield seen so far (records kept per drawn row), or a
+    pilot share of the training ratio's estimate at first."""
     if have >= target:
         return 0
-    per_row = have / drawn if drawn and have else records_per_flow / (2.0 ** min(rnd, 4))
-    return gen.flows_needed(target, per_row, have)
+    if drawn and have:
+        return max(MIN_DRAW, gen.flows_needed(target, have / drawn, have, margin=MEASURED_MARGIN))
+    if rnd == 0:
+        return max(1, int(np.ceil(PILOT_SHARE * target / max(records_per_flow, 1e-9))))
+    return gen.flows_needed(target, records_per_flow / (2.0 ** min(rnd, 4)), have)
 
 
 def _seed(seed: int, rnd: int, chunk: int, stage: int) -> int:
