@@ -2,7 +2,8 @@
 and the wall-time speed-up of 2 workers over 1 on a 4-chunk run (every chunk a few epochs).
 
     .venv/bin/python bench/bench_pipeline.py [--epochs N] [--worker-epochs N] [--count N] [--quality MINUTES]
-    .venv/bin/python bench/bench_pipeline.py --run RUN_DIR [--count N]    # generation only, 1 thread and all cores
+    .venv/bin/python bench/bench_pipeline.py --run RUN_DIR [--count N] [--threads 1,0] [--dtypes float32,bfloat16]
+        # generation only: per thread count (0 = all cores), each attribute-MLP precision in turn
 
 With `--quality M` it also fits the default preset on caida-10k and ugr16-1k with an epoch budget of
 about M CPU minutes each and prints NetShare's JSDs (SA, DA, SP, DP, PR) of a same-size sample.
@@ -53,7 +54,7 @@ def speed(table, epochs: int) -> str:
     return str(synth.run.path)
 
 
-def generation(run: str, n: int = 100_000, threads: int = 1) -> None:
+def generation(run: str, n: int = 100_000, threads: int = 1, dtype: str = "") -> None:
     """Generate in a child process so its peak RSS is the generation's alone (not the fit's).
 
     `threads`: torch threads while generating (TRACESYNTH_GENERATE_THREADS); 0 = every core (the default
@@ -63,11 +64,14 @@ def generation(run: str, n: int = 100_000, threads: int = 1) -> None:
     import subprocess
 
     env = dict(os.environ, TRACESYNTH_GENERATE_THREADS=str(threads or os.cpu_count() or 1))
+    if dtype:                                   # the attribute MLP's precision (TRACESYNTH_GENERATE_DTYPE)
+        env["TRACESYNTH_GENERATE_DTYPE"] = dtype
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, __file__, "--generate-only", run, "--count", str(n)],
                          check=True, capture_output=True, text=True, env=env).stdout.strip()
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(out + f", {env['TRACESYNTH_GENERATE_THREADS']} thread(s)"
+    print(out + f", {env['TRACESYNTH_GENERATE_THREADS']} thread(s), "
+          f"{env.get('TRACESYNTH_GENERATE_DTYPE', 'auto')}"
           + (f", peak RSS of the generating process {child / 1024:.0f} MB" if child > before else ""))
 
 
@@ -126,6 +130,9 @@ def main() -> int:
     ap.add_argument("--quality", type=float, default=0.0)
     ap.add_argument("--generate-only", metavar="RUN", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--threads", default="1,0", help="with --run: torch thread counts to try (0 = every core)")
+    ap.add_argument("--dtypes", default="float32,bfloat16",
+                    help="with --run: attribute-MLP precisions (TRACESYNTH_GENERATE_DTYPE), alternated in this session")
     ap.add_argument("--run", help="only benchmark generation from this fitted run folder (e.g. a 10-chunk caida "
                                   "run), at --count packets with 1 thread and with every core")
     args = ap.parse_args()
@@ -133,8 +140,9 @@ def main() -> int:
         generate_only(args.generate_only, args.count)
         return 0
     if args.run:
-        for threads in (1, 0):
-            generation(args.run, args.count, threads)
+        for threads in (int(t) for t in args.threads.split(",")):
+            for dtype in args.dtypes.split(","):
+                generation(args.run, args.count, threads, dtype)
         return 0
     path = DATA / "caida/caida-10k.pcapng"
     if not path.exists():

@@ -12,6 +12,13 @@ from ._tiny import ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, tiny_model_cfg
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def float32_generation(monkeypatch):
+    """Generation in float32, for tests that compare `generate` with the float32 training-mode forward
+    (the default precision is bfloat16 where the CPU has native bfloat16 matmuls)."""
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
+
+
 def _model(sample_len: int, end_bias: float, seed: int) -> DoppelGANger:
     """A tiny model whose flag head is biased towards "ends" (short flows) or "continues" (long ones)."""
     model = DoppelGANger(ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, tiny_model_cfg(sample_len=sample_len), seed=seed)
@@ -23,7 +30,7 @@ def _model(sample_len: int, end_bias: float, seed: int) -> DoppelGANger:
 
 @pytest.mark.parametrize("sample_len", [1, 3, 4, 12])
 @pytest.mark.parametrize("end_bias", [-2.0, 0.0, 3.0])
-def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias):
+def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias, float32_generation):
     model = _model(sample_len, end_bias, seed=sample_len)
     attrs, feats, flags = model.generate(300, torch.Generator().manual_seed(7), batch_size=128)
     model.eval()
@@ -52,7 +59,7 @@ def test_iter_generate_batches_concatenate_to_generate():
         np.testing.assert_array_equal(np.concatenate(got), want)
 
 
-def test_generate_attributes_is_the_attribute_generator_in_eval_mode():
+def test_generate_attributes_is_the_attribute_generator_in_eval_mode(float32_generation):
     model = _model(3, 0.0, seed=5)
     attrs = model.generate_attributes(70, torch.Generator().manual_seed(3), batch_size=32)
     gen = torch.Generator().manual_seed(3)
@@ -73,7 +80,7 @@ def test_generate_attributes_of_zero_or_uneven_rows():
     assert np.isfinite(whole).all()
 
 
-def test_folded_attribute_generator_equals_eval_forward():
+def test_folded_attribute_generator_equals_eval_forward(float32_generation):
     """BatchNorm folded into the next Linear gives the eval-mode forward, also with non-trivial
     running statistics and affine parameters (as after training)."""
     model = _model(3, 0.0, seed=7)
@@ -94,3 +101,40 @@ def test_folded_attribute_generator_equals_eval_forward():
     model.train()                                  # training mode: batch statistics, i.e. forward itself
     with torch.no_grad():
         torch.testing.assert_close(model.attribute_generator.generate(noise), model.attribute_generator(noise))
+
+
+def test_bfloat16_generation_is_deterministic_valid_and_near_float32(monkeypatch):
+    """TRACESYNTH_GENERATE_DTYPE=bfloat16 runs the attribute MLP in bfloat16: same seed -> same flows,
+    float32 outputs in range (softmax pairs sum to 1), and attributes within bfloat16 rounding of float32."""
+    model = _model(3, 0.0, seed=9)
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
+    ref = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "bfloat16")
+    first = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
+    again = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    attrs, feats, flags = first
+    assert attrs.dtype == feats.dtype == flags.dtype == np.float32
+    assert attrs.shape == ref[0].shape and feats.shape == ref[1].shape and flags.shape == ref[2].shape
+    assert np.isfinite(attrs).all() and np.isfinite(feats).all()
+    np.testing.assert_allclose(attrs[:, :12].reshape(-1, 6, 2).sum(-1), 1.0, atol=1e-6)   # 6 IP-bit softmaxes
+    assert (attrs[:, :12] >= 0).all() and (attrs[:, :12] <= 1).all()
+    assert not np.array_equal(attrs, ref[0])                        # it really ran in another precision
+    np.testing.assert_allclose(attrs, ref[0], rtol=0, atol=0.05)     # bfloat16 keeps ~3 significant digits
+    assert (flags.sum(1) >= 1).all()
+
+
+def test_generation_precision_from_environment(monkeypatch):
+    from tracesynth.errors import UserError
+    from tracesynth.model.networks import _native_bfloat16, generate_dtype
+
+    monkeypatch.delenv("TRACESYNTH_GENERATE_DTYPE", raising=False)
+    assert generate_dtype() == (torch.bfloat16 if _native_bfloat16() else torch.float32)   # default: auto
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
+    assert generate_dtype() == torch.float32
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "BFloat16")
+    assert generate_dtype() == torch.bfloat16
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "fp8")
+    with pytest.raises(UserError, match="TRACESYNTH_GENERATE_DTYPE"):
+        generate_dtype()
