@@ -6,6 +6,7 @@ The model builds one output head per `Span` from this data, never from class nam
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +35,7 @@ def total_dim(spans: list[Span]) -> int:
     return int(sum(s.dim for s in spans))
 
 
-class Encoder:
+class Encoder(ABC):
     """Base class: subclasses implement `fit`, `transform`, `inverse_transform` and `spans`."""
 
     def _check_fitted(self) -> None:
@@ -42,18 +43,22 @@ class Encoder:
         if not fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit() first")
 
-    def fit(self, values: np.ndarray) -> "Encoder":  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, values: np.ndarray) -> "Encoder":
+        """Learn the encoder's state from `values`; return self."""
 
-    def transform(self, values: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Values -> float32 columns laid out as `spans`."""
 
-    def inverse_transform(self, encoded: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def inverse_transform(self, encoded: np.ndarray) -> np.ndarray:
+        """Encoded (possibly soft, generated) columns -> values."""
 
     def fit_transform(self, values: np.ndarray) -> np.ndarray:
         return self.fit(values).transform(values)
 
     @property
-    def spans(self) -> list[Span]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def spans(self) -> list[Span]:
+        """The output layout, one Span per head."""
