@@ -47,6 +47,22 @@ FLOW_LABEL = "label"
 #: The 5-tuple that defines a (unidirectional) flow.
 FLOW_KEY: tuple[str, ...] = ("srcip", "dstip", "srcport", "dstport", "proto")
 
+
+def pack_flow_key(srcip, dstip, srcport, dstport, proto) -> tuple[np.ndarray, np.ndarray]:
+    """The 104-bit 5-tuple packed into two uint64 words: (srcip|dstip, srcport|dstport|proto).
+
+    Sorting or factorising the pair groups records by flow without building Python tuples."""
+    u = np.uint64
+    hi = (np.asarray(srcip, dtype=u) << u(32)) | np.asarray(dstip, dtype=u)
+    lo = (np.asarray(srcport, dtype=u) << u(24)) | (np.asarray(dstport, dtype=u) << u(8)) | np.asarray(proto, dtype=u)
+    return hi, lo
+
+
+def flow_key_words(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """`pack_flow_key` over a table's 5-tuple columns."""
+    return pack_flow_key(*(table[c].to_numpy() for c in FLOW_KEY))
+
+
 #: Name of the time column of each kind of table.
 TIME_COLUMN: dict[str, str] = {"packets": "time", "flows": "ts"}
 

@@ -11,15 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..schema import FLOW_KEY, table_kind
+from ..schema import FLOW_KEY, flow_key_words, table_kind
 
 
 def flow_codes(table: pd.DataFrame) -> tuple[np.ndarray, int]:
     """Dense flow ids (0..n-1, in order of first appearance) for every record, and the flow count."""
-    hosts = (table["srcip"].to_numpy(np.uint64) << np.uint64(32)) | table["dstip"].to_numpy(np.uint64)
+    hosts, service = flow_key_words(table)
     host_code, _ = pd.factorize(hosts)
-    service = ((table["srcport"].to_numpy(np.uint64) << np.uint64(24))
-               | (table["dstport"].to_numpy(np.uint64) << np.uint64(8)) | table["proto"].to_numpy(np.uint64))
     key = (host_code.astype(np.uint64) << np.uint64(40)) | service
     codes, uniques = pd.factorize(key)
     return codes.astype(np.int64), len(uniques)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..schema import FLOW_KEY, TIME_COLUMN, TraceKind, canonicalize, columns_for, table_kind
+from ..schema import FLOW_KEY, TIME_COLUMN, TraceKind, canonicalize, columns_for, flow_key_words, table_kind
 
 #: Series columns that are bookkeeping, not per-record fields.
 SERIES_INDEX = ("flow_id", "step", "iat")
@@ -77,13 +77,6 @@ class FlowTable:
         return FlowTable(self.kind, attrs, series, flows_split=split)
 
 
-def flow_key_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The 104-bit 5-tuple packed into two uint64 words (srcip|dstip, srcport|dstport|proto)."""
-    hi = (table["srcip"].to_numpy(np.uint64) << np.uint64(32)) | table["dstip"].to_numpy(np.uint64)
-    lo = ((table["srcport"].to_numpy(np.uint64) << np.uint64(24))
-          | (table["dstport"].to_numpy(np.uint64) << np.uint64(8)) | table["proto"].to_numpy(np.uint64))
-    return hi, lo
-
 
 def _group(table: pd.DataFrame, max_flow_len: int | None) -> FlowTable:
     kind = table_kind(table)
@@ -95,7 +88,7 @@ def _group(table: pd.DataFrame, max_flow_len: int | None) -> FlowTable:
     if max_flow_len is not None and max_flow_len < 1:
         raise UserError(f"max_flow_len must be >= 1, got {max_flow_len}")
     times = table[time_col].to_numpy(np.float64)
-    hi, lo = flow_key_arrays(table)
+    hi, lo = flow_key_words(table)
     # records grouped by 5-tuple, in time order inside each group (both sorts are stable)
     by_time = np.argsort(times, kind="stable")
     order = by_time[np.lexsort((lo[by_time], hi[by_time]))]

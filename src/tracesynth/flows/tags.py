@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .table import flow_key_arrays
+from ..schema import flow_key_words
 
 
 def tag_columns(n_chunks: int) -> list[str]:
@@ -31,7 +31,7 @@ class ChunkMembership:
     @classmethod
     def from_records(cls, table: pd.DataFrame, chunk_of_record: np.ndarray, n_chunks: int) -> "ChunkMembership":
         """Membership from every record's 5-tuple and chunk number (vectorised)."""
-        hi, lo = flow_key_arrays(table)
+        hi, lo = flow_key_words(table)
         codes, index = _factorize_keys(hi, lo)
         member = np.zeros((len(index), n_chunks), dtype=bool)
         member[codes, np.asarray(chunk_of_record, dtype=np.int64)] = True
@@ -44,7 +44,7 @@ class ChunkMembership:
 
     def tags_for(self, attributes: pd.DataFrame, chunk: int) -> pd.DataFrame:
         """The tag columns for the flow samples `attributes` of chunk `chunk` (uint8 0/1)."""
-        hi, lo = flow_key_arrays(attributes)
+        hi, lo = flow_key_words(attributes)
         rows = self.index.get_indexer(pd.MultiIndex.from_arrays([hi, lo]))
         if np.any(rows < 0):
             raise ValueError(f"chunk {chunk}: {int(np.sum(rows < 0))} flow(s) missing from the chunk membership")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..schema import FLOW_COLUMNS, FLOW_KEY, PACKET_COLUMNS
+from ..schema import FLOW_COLUMNS, FLOW_KEY, PACKET_COLUMNS, pack_flow_key
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,7 @@ def _key_words(packets: pd.DataFrame, bidirectional: bool) -> tuple[np.ndarray, 
         swap = a > b
         src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
         sport, dport = np.where(swap, dport, sport), np.where(swap, sport, dport)
-    hi = (src << np.uint64(32)) | dst
-    lo = (sport << np.uint64(24)) | (dport << np.uint64(8)) | proto
-    return hi, lo
+    return pack_flow_key(src, dst, sport, dport, proto)
 
 
 def _flow_starts(t: np.ndarray, new_key: np.ndarray, idle: float, active: float) -> np.ndarray:
