@@ -10,6 +10,8 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import spearmanr, wasserstein_distance
 
+from ..io.ipaddr import ip_octets  # noqa: F401  (octets as classifier features; one implementation)
+
 #: Largest possible JSD under the natural-log convention (disjoint supports).
 JSD_MAX = float(np.log(2.0))
 
@@ -93,12 +95,6 @@ def spearman(a, b) -> float:
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
-
-
-def ip_octets(ips: np.ndarray) -> np.ndarray:
-    """uint32 IPv4 addresses as four octet columns (n, 4), most significant first."""
-    ips = np.asarray(ips, dtype=np.uint32)
-    return np.stack([(ips >> s) & 0xFF for s in (24, 16, 8, 0)], axis=1).astype(np.uint8)
 
 
 def ecdf(values: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:

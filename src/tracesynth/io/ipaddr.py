@@ -44,9 +44,14 @@ def ip_to_uint32(values, *, source: str = "<input>", column: str = "ip") -> np.n
     return out.astype(np.uint32)
 
 
+def ip_octets(values) -> np.ndarray:
+    """uint32 IPv4 addresses as four octet columns (n, 4) of uint8, most significant first."""
+    v = np.asarray(values, dtype=np.uint32)
+    return np.stack([(v >> s) & 0xFF for s in (24, 16, 8, 0)], axis=1).astype(np.uint8)
+
+
 def uint32_to_ip(values) -> np.ndarray:
     """Format uint32 addresses as dotted quads (object array of str)."""
-    v = np.asarray(values, dtype=np.uint32)
-    octets = [(v >> shift) & 0xFF for shift in (24, 16, 8, 0)]
+    octets = ip_octets(values).T
     s = [pd.Series(o).astype(str) for o in octets]
     return (s[0] + "." + s[1] + "." + s[2] + "." + s[3]).to_numpy(dtype=object)
