@@ -63,20 +63,20 @@ def test_flag_encoding_round_trips_flow_lengths(lengths):
     assert torch.equal(flags_to_mask(flags), mask)
 
 
-def test_generate_shapes_activations_and_masking():
+def test_generate_shapes_samples_and_packing():
     model = DoppelGANger(ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, tiny_model_cfg(sample_len=4), seed=3)
-    attrs, feats, flags = model.generate(50, torch.Generator().manual_seed(0), batch_size=16)
-    assert attrs.shape == (50, 18) and feats.shape == (50, MAX_LEN, 6) and flags.shape == (50, MAX_LEN)
-    assert attrs.dtype == feats.dtype == flags.dtype == np.float32
-    # attribute heads: 2-way softmaxes sum to 1, tanh in (-1, 1), sigmoid in (0, 1)
-    np.testing.assert_allclose(attrs[:, :12].reshape(50, 6, 2).sum(-1), 1.0, rtol=1e-5)
+    attrs, records, lengths = model.generate(50, torch.Generator().manual_seed(0), batch_size=16)
+    assert attrs.shape == (50, 18) and lengths.shape == (50,) and records.shape == (lengths.sum(), 6)
+    assert attrs.dtype == records.dtype == np.float32 and lengths.dtype == np.int64
+    # attribute samples: 2-way softmaxes one-hot, tanh in (-1, 1), sigmoid in (0, 1)
+    assert set(np.unique(attrs[:, :12])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(attrs[:, :12].reshape(50, 6, 2).sum(-1), 1.0)
     assert np.all(np.abs(attrs[:, 12:15]) < 1) and np.all((attrs[:, 15] > 0) & (attrs[:, 15] < 1))
-    # flags: 0/1, start at 1, never turn back on; no features after a flow's end
-    assert set(np.unique(flags)) <= {0.0, 1.0}
-    assert np.all(flags[:, 0] == 1) and np.all(np.diff(flags, axis=1) <= 0)
-    assert np.all(feats[flags == 0] == 0)
-    live = feats[flags == 1]
-    np.testing.assert_allclose(live[:, 2:5].sum(-1), 1.0, rtol=1e-5)
+    # every flow has 1..L records; record samples: the 3-way flag one-hot, sigmoids in (0, 1)
+    assert lengths.min() >= 1 and lengths.max() <= MAX_LEN
+    np.testing.assert_array_equal(records[:, 2:5].sum(-1), 1.0)
+    assert set(np.unique(records[:, 2:5])) <= {0.0, 1.0}
+    assert np.all((records[:, [0, 1, 5]] > 0) & (records[:, [0, 1, 5]] < 1))
     assert model.training  # generate() restores the training mode
 
 
@@ -97,16 +97,19 @@ def test_generated_flows_end_at_the_flag_head():
 def test_attribute_conditioned_generation_keeps_attributes_and_follows_them():
     model = DoppelGANger(ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, tiny_model_cfg(), seed=2)
     given_attrs, _, _ = model.generate(30, torch.Generator().manual_seed(5))
-    attrs, feats, flags = model.generate(30, torch.Generator().manual_seed(9), attributes=given_attrs)
+    attrs, records, lengths = model.generate(30, torch.Generator().manual_seed(9), attributes=given_attrs)
     np.testing.assert_array_equal(attrs, given_attrs)
-    assert feats.shape == (30, MAX_LEN, 6) and np.all(feats[flags == 0] == 0)
+    assert lengths.shape == (30,) and records.shape == (lengths.sum(), 6)
+    first = np.r_[0, np.cumsum(lengths)[:-1]]                  # each flow's first record
     # same noise, other attributes -> other series: the LSTM is conditioned on the attributes
     other = given_attrs.copy()
     other[:, :12] = 1.0 - other[:, :12]  # flip every IP bit
-    _, feats_other, _ = model.generate(30, torch.Generator().manual_seed(9), attributes=other)
-    assert not np.allclose(feats[:, 0], feats_other[:, 0])
-    _, feats_again, _ = model.generate(30, torch.Generator().manual_seed(9), attributes=given_attrs)
-    np.testing.assert_array_equal(feats, feats_again)
+    other_records, other_lengths = model.generate(30, torch.Generator().manual_seed(9), attributes=other)[1:]
+    other_first = np.r_[0, np.cumsum(other_lengths)[:-1]]
+    assert not np.allclose(records[first], other_records[other_first])
+    again = model.generate(30, torch.Generator().manual_seed(9), attributes=given_attrs)
+    np.testing.assert_array_equal(records, again[1])
+    np.testing.assert_array_equal(lengths, again[2])
 
 
 def test_same_seed_same_weights_and_describe():

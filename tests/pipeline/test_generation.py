@@ -114,6 +114,7 @@ def test_flows_to_draw_pilots_then_follows_the_measured_yield():
 
 def test_generation_threads_follow_the_override_and_are_restored(monkeypatch):
     import torch
+    from threadpoolctl import threadpool_info
 
     from tracesynth.pipeline import sampling
 
@@ -121,11 +122,10 @@ def test_generation_threads_follow_the_override_and_are_restored(monkeypatch):
     monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "1")
     with sampling._generation_threads():
         assert torch.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
     assert torch.get_num_threads() == before
-    monkeypatch.delenv("TRACESYNTH_GENERATE_THREADS")
-    monkeypatch.setattr(sampling, "GENERATE_THREADS", None)
-    with sampling._generation_threads():
-        assert torch.get_num_threads() == sampling.default_threads()
+    for unset in ("", "0", "many"):                       # not a positive integer: every core
+        monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", unset)
+        with sampling._generation_threads():
+            assert torch.get_num_threads() == (os.cpu_count() or 1)
     assert torch.get_num_threads() == before
-    cores = os.cpu_count() or 1
-    assert sampling.default_threads() == (cores if cores >= sampling.ALL_CORES_FROM else 1)

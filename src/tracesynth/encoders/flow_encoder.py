@@ -173,10 +173,25 @@ class FlowEncoder:
         return EncodedFlows(attributes, features, gen_flags, flows.lengths)
 
     def inverse_transform(self, encoded: EncodedFlows, window: tuple[float, float]) -> FlowTable:
-        """Decode model outputs (exact or generated) into a FlowTable of kind `config.kind`."""
+        """Decode model outputs (exact or generated) into a FlowTable of kind `config.kind`.
+
+        A flow ends at its first 0 flag (at least one record); `decode` does the rest."""
         self._check_fitted()
-        a = np.asarray(encoded.attributes)
-        n, L = len(a), self.max_len_
+        L = self.max_len_
+        flags = np.asarray(encoded.gen_flags)[:, :L] >= 0.5
+        ended = ~flags
+        lengths = np.where(ended.any(axis=1), np.argmax(ended, axis=1), L)
+        lengths = np.maximum(lengths, 1).astype(np.int64)
+        fid, step = _record_index(lengths)
+        return self.decode(encoded.attributes, np.asarray(encoded.features)[fid, step], lengths, window)
+
+    def decode(self, attributes: np.ndarray, records: np.ndarray, lengths: np.ndarray,
+               window: tuple[float, float]) -> FlowTable:
+        """Decode packed flows, as `DoppelGANger.generate` gives them: attributes [n, A], records [R, D]
+        flow after flow in step order, lengths [n] (R = lengths.sum()), into a FlowTable."""
+        self._check_fitted()
+        a = np.asarray(attributes)
+        n = len(a)
         attrs, col = {}, 0
         for name, enc in self.attribute_encoders_.items():
             width = total_dim(enc.spans)
@@ -194,13 +209,10 @@ class FlowEncoder:
             if c in attributes:
                 attributes[c] = attributes[c].astype(columns_for(self.config.kind)[c])
 
-        flags = np.asarray(encoded.gen_flags)[:, :L] >= 0.5
-        ended = ~flags
-        lengths = np.where(ended.any(axis=1), np.argmax(ended, axis=1), L)
-        lengths = np.maximum(lengths, 1).astype(np.int64)
-        fid = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        step = (np.arange(len(fid)) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int64)
-        rows = np.asarray(encoded.features)[fid, step]  # [R, D]
+        fid, step = _record_index(np.asarray(lengths, dtype=np.int64))
+        rows = np.asarray(records)
+        if len(rows) != len(fid):
+            raise ValueError(f"{len(rows)} records for flows of {len(fid)} records in all")
         series, col = {"flow_id": fid, "step": step}, 0
         for name, enc in [("iat", self.iat_encoder_), *self.feature_encoders_.items()]:
             width = total_dim(enc.spans)
@@ -279,6 +291,13 @@ def _encoder_state(enc: Encoder) -> dict:
 def _records_per_flow(tables: list[FlowTable]) -> np.ndarray:
     """Records of every flow, in the order of the concatenated attribute tables."""
     return np.concatenate([np.asarray(t.lengths, dtype=np.float64) for t in tables])
+
+
+def _record_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flow lengths [n] -> (flow id, step) of every record, flow after flow."""
+    fid = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    step = (np.arange(len(fid)) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int64)
+    return fid, step
 
 
 def _scale_window(times: np.ndarray, window: tuple[float, float]) -> np.ndarray:

@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._parallel import generation_threads, map_rows
 from ..errors import NotFittedError, UserError
 from .base import Encoder, Span
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = {"port": "port:", "proto": "proto:"}
-#: similarity matrix elements computed per batch when decoding (bounds memory: 16M float32 = 64 MB)
-_BATCH_ELEMENTS = 1 << 24
+#: similarity matrix elements computed per batch when decoding: 1M float32 = 4 MB stays in cache (measured
+#: 3x faster than 64 MB blocks on caida's 3.6k ports; much smaller blocks pay per-call overheads)
+_BATCH_ELEMENTS = 1 << 20
 
 
 def sentences(srcport: np.ndarray, dstport: np.ndarray, proto: np.ndarray) -> list[list[str]]:
@@ -229,10 +231,15 @@ class Word2VecEncoder(Encoder):
 
 
 def _nearest(queries: np.ndarray, unit_vectors: np.ndarray) -> np.ndarray:
-    """Row index of the exact cosine nearest neighbour of each query, in row batches."""
+    """Row index of the exact cosine nearest neighbour of each query: in row blocks whose similarity
+    matrix stays in cache, the blocks split over `generation_threads()` threads (numpy releases the GIL)."""
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    out = np.empty(len(q), dtype=np.int64)
-    step = max(1, _BATCH_ELEMENTS // len(unit_vectors))
-    for start in range(0, len(q), step):
-        out[start:start + step] = np.argmax(q[start:start + step] @ unit_vectors.T, axis=1)
-    return out
+    step = max(1, _BATCH_ELEMENTS // max(1, len(unit_vectors)))
+
+    def blocks(part: np.ndarray) -> np.ndarray:
+        out = np.empty(len(part), dtype=np.int64)
+        for start in range(0, len(part), step):
+            out[start:start + step] = np.argmax(part[start:start + step] @ unit_vectors.T, axis=1)
+        return out
+
+    return map_rows(blocks, q, np.empty(len(q), dtype=np.int64), generation_threads())

@@ -98,7 +98,8 @@ class DoppelGANger(nn.Module):
 
     def _generate_batch(self, n: int, generator: torch.Generator, given: torch.Tensor | None
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One batch, drawing noise exactly as `sample` does, but with the early-stopping LSTM."""
+        """One batch, drawing noise exactly as `sample` does, with the generation paths of both generators
+        (folded attribute MLP, early-stopping LSTM): (attributes [n, A], records [R, D], lengths [n])."""
         device = self.device
         attributes = given
         if attributes is None:
@@ -107,8 +108,8 @@ class DoppelGANger(nn.Module):
             attributes = self.attribute_generator.generate(z_a)
         z_f = torch.randn(n, self.feature_generator.steps, self.cfg.feature_noise_dim, generator=generator,
                           device=generator.device).to(device)
-        records, gen_flags = self.feature_generator.generate(attributes, z_f)
-        return attributes, records, gen_flags
+        records, lengths = self.feature_generator.generate(attributes, z_f)
+        return attributes, records, lengths
 
     def _check_attributes(self, attributes: np.ndarray) -> np.ndarray:
         attributes = np.asarray(attributes, dtype=np.float32)
@@ -118,8 +119,8 @@ class DoppelGANger(nn.Module):
 
     def generate_attributes(self, n: int, generator: torch.Generator | None = None,
                             batch_size: int = 8192) -> np.ndarray:
-        """Only the attribute generator: n rows [n, A] float32 (NetShare's first generation stage,
-        where series would be thrown away anyway)."""
+        """Only the attribute generator: n sampled rows [n, A] float32, softmax spans one-hot (NetShare's
+        first generation stage, where series would be thrown away anyway)."""
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         out = np.empty((max(0, n), self.attribute_dim), np.float32)  # filled in place: no list + concatenate copy
@@ -133,9 +134,8 @@ class DoppelGANger(nn.Module):
 
     def iter_generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
                       batch_size: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """`generate` in bounded batches: yields (attributes [b, A], features [b, L, D], gen_flags [b, L])
-        per batch of at most `batch_size` flows, so a caller that decodes each batch never holds padded
-        series for all flows at once. Concatenating the batches gives exactly `generate`'s output."""
+        """`generate` in bounded batches: yields (attributes [b, A], records [R, D], lengths [b]) per batch
+        of at most `batch_size` flows. Concatenating the batches gives exactly `generate`'s output."""
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         if attributes is not None:
@@ -145,28 +145,29 @@ class DoppelGANger(nn.Module):
             stop = min(n, start + batch_size)
             with self._eval_mode():
                 given = None if attributes is None else torch.from_numpy(attributes[start:stop]).to(self.device)
-                attrs, records, flags = self._generate_batch(stop - start, generator, given)
-                out = (attributes[start:stop].copy() if attributes is not None else attrs.cpu().numpy(),
-                       records[..., :self.feature_dim].cpu().numpy(), flags.cpu().numpy())
-            yield tuple(np.asarray(a, dtype=np.float32) for a in out)  # type: ignore[misc]
+                attrs, records, lengths = self._generate_batch(stop - start, generator, given)
+                attrs = attributes[start:stop].copy() if attributes is not None else attrs.cpu().numpy()
+                yield (np.asarray(attrs, dtype=np.float32), records.cpu().numpy().astype(np.float32, copy=False),
+                       lengths.cpu().numpy())
 
     def generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Generate n flows: (attributes [n, A], features [n, L, D], gen_flags [n, L]) as float32 arrays.
+        """Generate n flows: (attributes [n, A] float32, records [R, D] float32, lengths [n] int64).
 
-        Features are zero after each flow's end; every flow has at least one record. With `attributes`
+        A flow's records follow its predecessor's (flow i's are rows lengths[:i].sum() onwards, in step
+        order); every flow has at least one record. Softmax spans come back one-hot: the generated
+        category (`SpanActivation.sample`), which is what every decoder takes anyway. With `attributes`
         (float32 [m, A], e.g. NetShare's merged per-chunk attribute list) only the time series is
         generated, one flow per given row (`n` is ignored), and the attributes are returned unchanged.
         Runs in eval mode (BatchNorm uses its running statistics) and restores the previous mode
-        afterwards. The same noise as `sample` is drawn, so the output equals `sample`'s in eval mode;
-        the LSTM stops for each flow once it has ended (`FeatureGenerator.generate`). For many flows
-        prefer `iter_generate`, which bounds memory to one batch.
+        afterwards. The same noise as `sample` is drawn, so the output is `sample`'s in eval mode, its
+        softmax spans discretised and its padding dropped (up to float rounding). For many flows prefer
+        `iter_generate`, which bounds memory to one batch.
         """
         parts = list(self.iter_generate(n, generator, attributes, batch_size))
         if not parts:
-            return (np.zeros((0, self.attribute_dim), np.float32),
-                    np.zeros((0, self.max_len, self.feature_dim), np.float32),
-                    np.zeros((0, self.max_len), np.float32))
+            return (np.zeros((0, self.attribute_dim), np.float32), np.zeros((0, self.feature_dim), np.float32),
+                    np.zeros(0, np.int64))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts))  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:

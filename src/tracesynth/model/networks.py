@@ -92,10 +92,28 @@ class SpanActivation(nn.Module):
 
     def discretize(self, values: torch.Tensor) -> torch.Tensor:
         """values [..., dim] -> one-hot argmax on softmax spans, other spans unchanged."""
-        def one_hot(z: torch.Tensor) -> torch.Tensor:
-            return nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
+        return self._activate(values, _one_hot_argmax, {"sigmoid": _identity, "tanh": _identity})
 
-        return self._activate(values, one_hot, {"sigmoid": lambda z: z, "tanh": lambda z: z})
+    def sample(self, raw: torch.Tensor) -> torch.Tensor:
+        """raw [..., dim] logits -> a generated sample: one-hot argmax on softmax spans (the category
+        generation emits), sigmoid / tanh elsewhere.
+
+        Equal to `discretize(forward(raw))` (softmax is monotone, so its argmax is the logits' argmax,
+        up to ties made by rounding) without computing the softmax, the largest activation cost of
+        generation."""
+        return self._activate(raw, _one_hot_argmax, {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
+
+
+def _identity(z: torch.Tensor) -> torch.Tensor:
+    return z
+
+
+def _one_hot_argmax(z: torch.Tensor) -> torch.Tensor:
+    """One-hot of the argmax over the last axis (ties: the first), as z's dtype; width 2 by comparison."""
+    if z.shape[-1] == 2:
+        second = (z[..., 1:] > z[..., :1]).to(z.dtype)
+        return torch.cat([1.0 - second, second], dim=-1)
+    return torch.zeros_like(z).scatter_(-1, z.argmax(dim=-1, keepdim=True), 1.0)
 
 
 def _softmax(z: torch.Tensor) -> torch.Tensor:
@@ -132,14 +150,15 @@ class AttributeGenerator(nn.Module):
 
     @torch.inference_mode()
     def generate(self, noise: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """`forward` in eval mode, faster: each BatchNorm (running statistics, an affine map per unit)
-        is folded into the Linear after it, and each Linear + ReLU is one addmm + an in-place ReLU.
-        Equal to `forward` up to float rounding; this MLP is the largest cost of generation.
+        """A generated sample of attributes: `activation.sample` of the logits (softmax spans one-hot), i.e.
+        `discretize(forward(noise))` in eval mode, faster: each BatchNorm (running statistics, an affine
+        map per unit) is folded into the Linear after it, and each Linear + ReLU is one addmm + an
+        in-place ReLU; equal up to float rounding. This MLP is the largest cost of generation.
         `dtype` (default `generate_dtype()`): the matmuls' precision; the folded weights are cast per
-        call (folding stays float32) and the logits return to float32 before softmax, so sampling
-        and the output are float32 either way. In training mode (batch statistics) it is `forward`."""
+        call (folding stays float32) and the logits return to float32, so the output is float32 either
+        way. In training mode (batch statistics) it is `discretize(forward(noise))` itself."""
         if self.training:
-            return self.forward(noise)
+            return self.activation.discretize(self.forward(noise))
         dtype = generate_dtype() if dtype is None else dtype
         h = noise.to(dtype)
         scale = shift = None
@@ -157,7 +176,7 @@ class AttributeGenerator(nn.Module):
                 shift = layer.bias - layer.running_mean * scale
             else:
                 h = layer(h)
-        return self.activation(h.float())  # [n, A]
+        return self.activation.sample(h.float())  # [n, A]
 
 
 class FeatureGenerator(nn.Module):
@@ -196,35 +215,108 @@ class FeatureGenerator(nn.Module):
 
     @torch.inference_mode()
     def generate(self, attributes: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Same result as `forward` (same inputs), but the LSTM stops early: flows are stepped one LSTM
-        step at a time and each flow leaves the batch after the step in which it ended.
+        """attributes [n, A], noise [n, T, z_f] -> (records [R, D], lengths [n]): every generated record,
+        flow after flow in step order (R = lengths.sum()), softmax spans one-hot (`SpanActivation.sample`).
 
-        Real flows are short (caida: ~3 records of up to 100), so most of the T steps that `forward`
-        computes for every flow are masked away; here only flows still running are computed. The LSTM
-        has no output feedback, so stepping with the carried (h, c) state is the fused call unrolled.
+        The records of `forward` where its gen_flags are 1 (softmax spans discretised), up to float
+        rounding, but much cheaper, because real flows are short (caida: ~3 records of up to 100):
+        - the LSTM stops early: flows are stepped one LSTM step at a time and each leaves the batch
+          after the step in which it ended (no output feedback, so stepping with the carried state is
+          the fused call unrolled);
+        - the cell is computed here from `nn.LSTM`'s own weights: the condition's share of the input
+          projection is computed once per flow, and the first step skips the zero state's matmul
+          (at one step per call `nn.LSTM` costs twice as much on CPU);
+        - the flag head decides on logits, and only emitted records are kept, activated and returned
+          (no padded [n, L, D] tensor).
         """
         n, S, D = attributes.shape[0], self.sample_len, self.feature_dim
+        if n == 0:
+            return attributes.new_zeros((0, D)), torch.zeros(0, dtype=torch.int64, device=attributes.device)
         condition = self.attribute_activation.discretize(attributes)  # [n, A]
-        records = torch.zeros(n, self.steps, S, D + 2, dtype=attributes.dtype, device=attributes.device)
-        gen_flags = torch.zeros(n, self.steps, S, dtype=attributes.dtype, device=attributes.device)
-        active = torch.arange(n, device=attributes.device)          # rows still running, ascending
-        state = None
+        cell = _LSTMWeights(self.lstm, condition.shape[1])
+        base = cell.condition_projection(condition)                   # [n, 4 * units] (layer 0)
+        active = torch.arange(n, device=attributes.device)            # rows still running, ascending
+        state: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        emitted: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per step: rows, flows, counts
         for t in range(self.steps):
             if len(active) == 0:
                 break
-            step_in = torch.cat([condition[active], noise[active, t]], dim=-1).unsqueeze(1)  # [m, 1, A+z_f]
-            hidden, state = self.lstm(step_in, state)
-            step = self.activation(self.head(hidden[:, 0]).reshape(len(active), S, D + 2))  # [m, S, D+2]
-            continues = (step[..., D] >= step[..., D + 1]).to(step.dtype)                    # [m, S]
-            # inside the step: record j is kept while every earlier record continued (the first record
-            # of a flow (t = 0, j = 0) is always kept; entering a later step means the last one continued)
-            kept = torch.cat([torch.ones_like(continues[:, :1]), torch.cumprod(continues[:, :-1], dim=1)], dim=1)
-            records[active, t] = step * kept.unsqueeze(-1)
-            gen_flags[active, t] = kept
-            still = (kept[:, -1] * continues[:, -1]) > 0                                     # [m]
+            x = base if t == 0 else base[active]
+            hidden, state = cell.step(x, noise[active, t], state)
+            raw = self.head(hidden).reshape(len(active), S, D + 2)        # [m, S, D+2] logits
+            ends = raw[..., D] < raw[..., D + 1]                          # [m, S] the flag says "ends"
+            # records emitted in this step: up to and including the first "ends" (all S when none)
+            counts = torch.where(ends.any(dim=1), ends.to(torch.uint8).argmax(dim=1) + 1, S)
+            emitted.append((raw[torch.arange(S, device=raw.device) < counts[:, None]], active, counts))
+            still = counts == S
+            still &= ~ends[:, -1]
             active = active[still]
-            state = (state[0][:, still], state[1][:, still])
-        return records.reshape(n, self.max_len, D + 2), gen_flags.reshape(n, self.max_len)
+            state = [(h[still], c[still]) for h, c in state]
+        records, lengths = _flow_major(emitted, n, S)
+        return self.activation.sample(records)[:, :D], lengths
+
+
+class _LSTMWeights:
+    """`nn.LSTM`'s weights for stepping by hand (generation only; gate order i, f, g, o as in PyTorch).
+
+    Layer 0's input is [condition, noise]: its projection splits into a per-flow part (condition,
+    both biases) computed once, and the noise part per step. The g gate's rows are doubled so that one
+    sigmoid over all four gates gives tanh(g) = 2 sigmoid(2g) - 1 too (torch's tanh is 2-4x slower
+    than its sigmoid on CPU, more on the strided gate slices); tanh(c) is computed the same way."""
+
+    def __init__(self, lstm: nn.LSTM, condition_dim: int):
+        self.layers = []
+        for k in range(lstm.num_layers):
+            units = lstm.hidden_size
+            scale = torch.ones(4 * units, 1, dtype=lstm.weight_hh_l0.dtype, device=lstm.weight_hh_l0.device)
+            scale[2 * units:3 * units] = 2.0
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{k}") * scale, getattr(lstm, f"weight_hh_l{k}") * scale
+            bias = (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) * scale[:, 0]
+            self.layers.append((w_ih.t(), w_hh.t(), bias))
+        w_ih0 = self.layers[0][0]
+        self.condition_weight, self.noise_weight = w_ih0[:condition_dim], w_ih0[condition_dim:]
+
+    def condition_projection(self, condition: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.layers[0][2], condition, self.condition_weight)
+
+    def step(self, projected: torch.Tensor, noise: torch.Tensor, state: list | None
+             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One time step of every layer -> (top layer's h [m, units], new state per layer)."""
+        new_state = []
+        x = None
+        for k, (w_ih, w_hh, bias) in enumerate(self.layers):
+            gates = torch.addmm(projected, noise, self.noise_weight) if k == 0 else torch.addmm(bias, x, w_ih)
+            if state is not None:                          # the first step starts from h = c = 0
+                gates.addmm_(state[k][0], w_hh)
+            i, f, g, o = gates.sigmoid_().chunk(4, dim=1)   # g holds sigmoid(2 g)
+            c = i * (2.0 * g - 1.0)
+            if state is not None:
+                c += f * state[k][1]
+            x = o * (2.0 * torch.sigmoid(2.0 * c) - 1.0)
+            new_state.append((x, c))
+        return x, new_state
+
+
+def _flow_major(emitted: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], n: int, S: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step emitted rows -> (rows [R, W] flow after flow in step order, lengths [n]).
+
+    Step t's rows of a flow are records t*S .. t*S + count - 1 of it: every earlier step emitted all S
+    (or the flow would have ended), so a row's place is its flow's offset + t*S + its rank in the step."""
+    first_rows = emitted[0][0]
+    lengths = torch.zeros(n, dtype=torch.int64, device=first_rows.device)
+    for _, flows, counts in emitted:
+        lengths.index_add_(0, flows, counts.to(torch.int64))
+    if len(emitted) == 1:                                  # every flow ended in the first step
+        return first_rows, lengths
+    offsets = torch.cumsum(lengths, 0) - lengths
+    out = first_rows.new_empty((int(lengths.sum()), first_rows.shape[1]))
+    for t, (rows, flows, counts) in enumerate(emitted):
+        counts = counts.to(torch.int64)
+        starts = torch.repeat_interleave(offsets[flows] + t * S, counts)
+        before = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        out[starts + torch.arange(len(rows), device=rows.device) - before] = rows
+    return out, lengths
 
 
 def flags_to_mask(flag_head: torch.Tensor) -> torch.Tensor:

@@ -48,29 +48,32 @@ def merge_by_tags(per_chunk: list[np.ndarray], layout: AttributeLayout,
     A copied row gets `starts_here` = 0 and a flow start drawn from the rows the destination chunk's
     own model generated as continuations (`starts_here` = 0 there), since a continuing flow's first
     record in a chunk sits where that chunk's model says continuations sit; with none, the window start.
+    Rows are picked by index and copied once, straight into their merged list (rows are ~1 KB each).
     """
-    n = len(per_chunk)
-    own = []
-    continuation_starts = []
+    per_chunk = [np.asarray(attrs, dtype=np.float32) for attrs in per_chunk]
+    own, pools, in_chunk = [], [], []
     for i, attrs in enumerate(per_chunk):
         starts = tag_set(attrs, layout.starts_here)
-        mine = tag_set(attrs, layout.in_chunk[i]) if i < layout.n_chunks else np.ones(len(attrs), bool)
-        own.append(attrs[starts & mine])
-        continuation_starts.append(attrs[~starts, layout.flow_start])
+        bits = np.stack([tag_set(attrs, pair) for pair in layout.in_chunk], axis=1) if layout.n_chunks \
+            else np.zeros((len(attrs), 0), bool)                        # [n_i, chunks] in_chunk_j set
+        mine = bits[:, i] if i < layout.n_chunks else np.ones(len(attrs), bool)
+        own.append(np.flatnonzero(starts & mine))
+        in_chunk.append(bits)
+        pools.append(attrs[~starts, layout.flow_start])
     merged = []
-    for j in range(n):
-        parts = [own[j]]
-        for i in range(j):
-            if j >= layout.n_chunks or len(own[i]) == 0:
-                continue
-            rows = own[i][tag_set(own[i], layout.in_chunk[j])].copy()
-            if len(rows) == 0:
-                continue
-            _set_tag(rows, layout.starts_here, False)
-            pool = continuation_starts[j]
-            rows[:, layout.flow_start] = rng.choice(pool, size=len(rows)) if len(pool) else 0.0
-            parts.append(rows)
-        merged.append(np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+    for j, attrs in enumerate(per_chunk):
+        sources = [(i, own[i][in_chunk[i][own[i], j]]) for i in range(j) if j < layout.n_chunks]
+        sources = [(j, own[j])] + [(i, rows) for i, rows in sources if len(rows)]
+        out = np.empty((sum(len(rows) for _, rows in sources), attrs.shape[1]), np.float32)
+        at = 0
+        for i, rows in sources:
+            np.take(per_chunk[i], rows, axis=0, out=out[at:at + len(rows)], mode="clip")  # clip: unbuffered
+            if i != j:
+                copied = out[at:at + len(rows)]
+                _set_tag(copied, layout.starts_here, False)
+                copied[:, layout.flow_start] = rng.choice(pools[j], size=len(rows)) if len(pools[j]) else 0.0
+            at += len(rows)
+        merged.append(out)
     return merged
 
 

@@ -2,7 +2,8 @@
 
 Rounds: each round samples attributes from every chunk that is still short of its target, merges
 them by flow tags (`generation.merge_by_tags`), generates time series conditioned on the merged lists,
-decodes them and keeps the records inside each chunk's window. Rounds repeat until every chunk has
+decodes them and keeps the records inside each chunk's window; a round runs in waves of bounded size,
+each wave the same share of every chunk's rows. Rounds repeat until every chunk has
 at least its share of the requested records (its share of the training records, times the scale);
 then `generation.select_records` drops whole random flows and cuts the last one short so the chunk
 holds exactly its share. The output therefore has exactly the requested number of records (unless
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .._parallel import generation_threads
 from ..progress import ProgressCallback, emit
 from ..schema import canonicalize, columns_for
 from . import generation as gen
@@ -28,8 +29,12 @@ from . import generation as gen
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 10
-#: flows generated and decoded together: bounds the padded series in memory ([b, L, D] float32,
-#: 8192 x 100 x 19 = 62 MB for caida) while keeping per-batch overheads (decoding, DataFrames) small
+#: attribute rows drawn at once over all chunks (a wave; see `_waves`). Waves keep every array of
+#: generation small (64k rows x ~1 KB for caida), so memory is reused between waves instead of being
+#: mapped afresh (page faults cost up to a fifth of generation time on the 2-core VM), peak memory is
+#: bounded, and the progress bar moves every wave
+WAVE_ROWS = 65536
+#: flows whose series are generated and decoded together (per-batch overheads vs. memory)
 GENERATE_BATCH = 8192
 #: the first round draws this share of the attribute rows the training ratio suggests (no margin): a
 #: pilot that measures each chunk's real yield (records per drawn row, after the tag merge and the
@@ -40,10 +45,6 @@ MEASURED_MARGIN = 1.05
 #: attribute rows drawn at least per chunk and round once the yield is known: a few records short must
 #: not cost one round each (rounds are capped at MAX_ROUNDS)
 MIN_DRAW = 64
-#: torch threads while generating; None = `default_threads()` (override with TRACESYNTH_GENERATE_THREADS)
-GENERATE_THREADS: int | None = None
-#: fewest cores for which generation uses them all by default (see `default_threads`)
-ALL_CORES_FROM = 4
 
 
 @dataclass
@@ -57,20 +58,11 @@ class ChunkPlan:
     model: object              # DoppelGANger with loaded weights
 
 
-def gen_lengths(gen_flags: np.ndarray) -> np.ndarray:
-    """Flow length = steps before the first 0 flag (at least 1), matching inverse_transform's rule."""
-    ended = gen_flags < 0.5
-    first_end = np.where(ended.any(axis=1), ended.argmax(axis=1), gen_flags.shape[1])
-    return np.maximum(first_end, 1).astype(np.int64)
-
-
-def decode_records(encoder, kind: str, attrs: np.ndarray, feats: np.ndarray, flags: np.ndarray,
+def decode_records(encoder, kind: str, attrs: np.ndarray, records: np.ndarray, lengths: np.ndarray,
                    window: tuple[float, float], last: bool) -> pd.DataFrame:
-    """Decode generated flows into canonical records (+ a `_flow` column) inside the chunk window."""
-    from ..encoders.flow_encoder import EncodedFlows
-
-    encoded = EncodedFlows(attributes=attrs, features=feats, gen_flags=flags, lengths=gen_lengths(flags))
-    flows = encoder.inverse_transform(encoded, window)
+    """Decode generated flows (packed, as `DoppelGANger.generate` gives them) into canonical records
+    (+ a `_flow` column) inside the chunk window."""
+    flows = encoder.decode(attrs, records, lengths, window)
     series = flows.series
     fid = series["flow_id"].to_numpy(np.int64)
     flow_attrs = flows.attributes.set_index("flow_id", drop=False) if "flow_id" in flows.attributes else \
@@ -119,29 +111,23 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
         return _sample_chunks(plans, encoder, layout, kind, target, seed, progress)
 
 
-def default_threads() -> int:
-    """Every core on machines with at least ALL_CORES_FROM of them, else 1.
-
-    On 2 cores a second thread can at best halve the torch part (~60% of generation; decoding is numpy),
-    while a core busy with other work makes the threads wait on each other (OpenMP spin-waits):
-    measured 4x slower on this project's shared 2-core machine (docs/benchmarks.md, "## Pipeline")."""
-    cores = os.cpu_count() or 1
-    return cores if cores >= ALL_CORES_FROM else 1
-
-
 @contextlib.contextmanager
 def _generation_threads():
-    """Torch's intra-op threads for generation, restored after (training workers keep their single
-    thread). The output for a seed depends on the thread count (kernels block differently), so the
-    count is fixed per machine (or set with TRACESYNTH_GENERATE_THREADS), never derived from the load."""
+    """Torch's intra-op threads for generation (`generation_threads()`: every core unless
+    TRACESYNTH_GENERATE_THREADS says otherwise), restored after (training workers keep their single
+    thread), and numpy's BLAS held to one thread meanwhile: its pool and torch's OpenMP pool would
+    otherwise spin against each other between calls (measured: decoding 2.3x slower on two cores);
+    numpy's work here is split over threads by the decoders themselves (`_parallel.map_rows`).
+    Generation's torch work is mostly large matmuls (the attribute MLP, the LSTM's input projection)
+    that scale with cores: docs/benchmarks.md, "## Pipeline", has one and two threads on two cores."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    raw = os.environ.get("TRACESYNTH_GENERATE_THREADS", "")
-    wanted = int(raw) if raw.strip().isdigit() and int(raw) > 0 else (GENERATE_THREADS or default_threads())
-    torch.set_num_threads(wanted)
+    torch.set_num_threads(generation_threads())
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -158,40 +144,48 @@ def _sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout 
     pieces: list[list[pd.DataFrame]] = [[] for _ in plans]
     next_flow = 0
     for rnd in range(MAX_ROUNDS):
-        want = [_flows_to_draw(t, h, d, p.records_per_flow, rnd)
-                for t, h, d, p in zip(targets, have, drawn, plans)]
-        if not any(want):
+        want = np.array([_flows_to_draw(t, h, d, p.records_per_flow, rnd)
+                         for t, h, d, p in zip(targets, have, drawn, plans)], dtype=np.int64)
+        if not want.any():
             break
-        per_chunk = []
-        for plan, n in zip(plans, want):
-            g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 0))
-            attrs = plan.model.generate_attributes(n, generator=g) if n else _empty_attrs(plan.model)
-            per_chunk.append(np.asarray(attrs, dtype=np.float32))
-        drawn += np.array(want)
-        merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
-        del per_chunk                                   # the drawn rows are not needed past the merge
-        for j, plan in enumerate(plans):
-            if len(merged[j]) == 0 or have[j] >= targets[j]:
-                continue
-            if series[j] and have[j]:  # copies from earlier chunks may bring more flows than are missing
-                need = gen.flows_needed(int(targets[j]), have[j] / series[j], int(have[j]), margin=MEASURED_MARGIN)
-                merged[j] = gen.thin_rows(merged[j], max(MIN_DRAW, need), rng)
-            series[j] += len(merged[j])
-            g = torch.Generator().manual_seed(_seed(seed, rnd, plan.index, 1))
-            # bounded batches, each decoded at once: padded [b, L, D] series never exist for all flows
-            for attrs, feats, flags in plan.model.iter_generate(len(merged[j]), generator=g, attributes=merged[j],
-                                                                batch_size=GENERATE_BATCH):
-                records = decode_records(encoder, kind, attrs, feats, flags, plan.window, j == len(plans) - 1)
-                records["_flow"] += next_flow
-                next_flow += len(attrs)
-                pieces[j].append(records)
-                have[j] += len(records)
-            merged[j] = merged[j][:0]                   # release this chunk's rows before the next one
-        emit(progress, "generate", float(np.minimum(have, targets).sum()), float(target), "records", round=rnd)
+        attribute_noise = [torch.Generator().manual_seed(_seed(seed, rnd, p.index, 0)) for p in plans]
+        series_noise = [torch.Generator().manual_seed(_seed(seed, rnd, p.index, 1)) for p in plans]
+        for take in _waves(want):
+            if (have >= targets).all():
+                break
+            per_chunk = [plan.model.generate_attributes(int(n), generator=g) if n else _empty_attrs(plan.model)
+                         for plan, n, g in zip(plans, take, attribute_noise)]
+            drawn += take
+            merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
+            del per_chunk                               # the drawn rows are not needed past the merge
+            for j, plan in enumerate(plans):
+                if len(merged[j]) == 0 or have[j] >= targets[j]:
+                    continue
+                if series[j] and have[j]:  # copies from earlier chunks may bring more flows than are missing
+                    need = gen.flows_needed(int(targets[j]), have[j] / series[j], int(have[j]),
+                                            margin=MEASURED_MARGIN)
+                    merged[j] = gen.thin_rows(merged[j], max(MIN_DRAW, need), rng)
+                series[j] += len(merged[j])
+                for attrs, rows, lengths in plan.model.iter_generate(len(merged[j]), generator=series_noise[j],
+                                                                     attributes=merged[j], batch_size=GENERATE_BATCH):
+                    records = decode_records(encoder, kind, attrs, rows, lengths, plan.window, j == len(plans) - 1)
+                    records["_flow"] += next_flow
+                    next_flow += len(attrs)
+                    pieces[j].append(records)
+                    have[j] += len(records)
+            emit(progress, "generate", float(np.minimum(have, targets).sum()), float(target), "records", round=rnd)
     if (have < targets).any():
         log.warning("the models produced %d of the %d requested records after %d rounds",
                     int(np.minimum(have, targets).sum()), target, MAX_ROUNDS)
     return _assemble(pieces, targets, kind, rng)
+
+
+def _waves(want: np.ndarray) -> list[np.ndarray]:
+    """Split a round's rows per chunk into waves of about WAVE_ROWS rows in all, each wave the same share
+    of every chunk's rows (so every wave's merge sees the chunks in the round's proportions)."""
+    n_waves = max(1, int(np.ceil(want.sum() / WAVE_ROWS)))
+    edges = want[:, None] * np.arange(n_waves + 1)[None, :] // n_waves      # [chunks, waves + 1]
+    return [edges[:, w + 1] - edges[:, w] for w in range(n_waves)]
 
 
 def _flows_to_draw(target: int, have: int, drawn: int, records_per_flow: float, rnd: int) -> int:

@@ -258,8 +258,8 @@ class Synthesizer:
 
         window = tuple(info["window"])
         n = max(64, int(np.ceil(n_records / max(info["records_per_flow"], 1.0))))
-        attrs, feats, flags = model.generate(n, generator=torch.Generator().manual_seed(self.config.training.seed))
-        records = sampling.decode_records(encoder, self.config.kind, attrs, feats, flags, window, True)
+        attrs, rows, lengths = model.generate(n, generator=torch.Generator().manual_seed(self.config.training.seed))
+        records = sampling.decode_records(encoder, self.config.kind, attrs, rows, lengths, window, True)
         return records.drop(columns="_flow")
 
     # ---- persistence ----------------------------------------------------------------------------
@@ -422,13 +422,11 @@ def _release_sizes(prepared: dict, chosen: dict, load_model) -> None:
     trained model generates. Both are post-processing, so the manifest holds no private count."""
     import torch
 
-    from .sampling import gen_lengths
-
     ledger, seed = prepared["ledger"], 0
     for info in prepared["chunks"]:
         model = load_model(prepared, chosen[info["index"]]["weights"])
-        flags = model.generate(_SIZE_PROBE_FLOWS, generator=torch.Generator().manual_seed(seed))[2]
-        per_flow = float(np.mean(gen_lengths(np.asarray(flags, dtype=np.float32))))
+        lengths = model.generate(_SIZE_PROBE_FLOWS, generator=torch.Generator().manual_seed(seed))[2]
+        per_flow = float(np.mean(lengths))
         flows = int(ledger.noisy_flow_counts[info["index"]])
         info.update(flows=flows, records_per_flow=per_flow, records=int(round(flows * per_flow)))
     prepared["records"] = int(sum(c["records"] for c in prepared["chunks"]))
