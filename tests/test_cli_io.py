@@ -78,6 +78,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
         "mapping to absent column": ["inspect", str(tmp_path / "ab.csv"), "-m",
                                      "ts=a,srcip=b,dstip=b,proto=x,pkt=a,byt=a"],
         "flows of flow records": ["flows", str(tmp_path / "ab.csv"), str(tmp_path / "f.csv"), "-"],
+        "option out of range": ["generate", str(tmp_path), "--out", str(tmp_path / "o.csv"), "--count", "-1"],
+        "unknown option": ["inspect", sample, "--colour"],
+        "missing argument": ["convert", sample],
     }
 
 
@@ -92,7 +95,7 @@ def test_user_mistakes_exit_2_in_process(tmp_path, capsys):
 def test_user_mistakes_subprocess(tmp_path):
     """The installed console script: exit code 2, one `error:` line on stderr, nothing on stdout."""
     cases = _bad_inputs(tmp_path)
-    for case in ("missing file", "empty file", "not a trace", "unknown suffix", "bad mapping"):
+    for case in ("missing file", "empty file", "not a trace", "unknown suffix", "bad mapping", "unknown option"):
         proc = subprocess.run([str(EXE), *cases[case]], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (case, proc.stderr)
         assert proc.stdout == "" and "Traceback" not in proc.stderr, case

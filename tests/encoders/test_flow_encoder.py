@@ -111,6 +111,25 @@ def test_soft_values_and_gen_flags(caida):
     assert len(short.to_records()) == int(short.lengths.sum())
 
 
+def test_decode_of_packed_flows_equals_inverse_transform(caida):
+    """`decode` (packed records, as generation gives them) and `inverse_transform` (padded) agree, and
+    real flows packed come back with their lengths and 5-tuples."""
+    cfg, chunks, enc = caida
+    chunk = chunks[1]
+    e = enc.transform(chunk.flows, chunk.window)
+    packed = e.features[e.gen_flags.astype(bool)]                       # flow after flow, step order
+    lengths = e.gen_flags.sum(1).astype(np.int64)
+    a = enc.decode(e.attributes, packed, lengths, chunk.window)
+    b = enc.inverse_transform(e, chunk.window)
+    pd.testing.assert_frame_equal(a.attributes, b.attributes)
+    pd.testing.assert_frame_equal(a.series, b.series)
+    np.testing.assert_array_equal(a.lengths, chunk.flows.lengths)
+    for col in ("srcip", "dstip", "srcport", "dstport", "proto"):
+        np.testing.assert_array_equal(a.attributes[col].to_numpy(), chunk.flows.attributes[col].to_numpy())
+    with pytest.raises(ValueError, match="records"):
+        enc.decode(e.attributes, packed[1:], lengths, chunk.window)
+
+
 def test_save_load_gives_same_encoding(caida, tmp_path):
     cfg, chunks, enc = caida
     enc.save(tmp_path / "enc")

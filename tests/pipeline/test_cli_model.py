@@ -24,6 +24,10 @@ def test_fit_generate_cli(tmp_path, capsys):
     out = tmp_path / "synth.csv"
     assert main(["generate", str(run), "--out", str(out), "--count", "250", "--seed", "2"]) == 0
     assert len(pd.read_csv(out)) == 250
+    one = tmp_path / "one-thread.csv"
+    assert main(["generate", str(run), "--out", str(one), "--count", "250", "--seed", "2", "--threads", "1"]) == 0
+    assert len(pd.read_csv(one)) == 250
+    assert main(["generate", str(run), "--out", str(one), "--threads", "0"]) == 2          # not a thread count
     assert main(["generate", str(run), "--out", str(tmp_path / "x.csv"), "--count", "5", "--scale", "2"]) == 2
 
 

@@ -129,3 +129,16 @@ def test_generation_threads_follow_the_override_and_are_restored(monkeypatch):
         with sampling._generation_threads():
             assert torch.get_num_threads() == (os.cpu_count() or 1)
     assert torch.get_num_threads() == before
+
+@settings(max_examples=60)
+@given(want=st.lists(st.integers(0, 300_000), min_size=1, max_size=12))
+def test_waves_split_every_chunk_evenly(want):
+    from tracesynth.pipeline.sampling import WAVE_ROWS, _waves
+
+    want = np.array(want, dtype=np.int64)
+    waves = _waves(want)
+    assert len(waves) == max(1, int(np.ceil(want.sum() / WAVE_ROWS)))
+    np.testing.assert_array_equal(np.sum(waves, axis=0), want)          # every row drawn exactly once
+    for take in waves:                                                  # each wave: the same share of each
+        assert (np.abs(take - want / len(waves)) <= 1).all()
+        assert take.sum() <= WAVE_ROWS + len(want)

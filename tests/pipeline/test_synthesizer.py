@@ -164,12 +164,13 @@ def test_local_and_ray_runners_train_identically(fitted, tmp_path):
 
 
 def test_small_generation_batches_keep_count_windows_and_reproducibility(fitted, monkeypatch):
-    """Generation decodes flows in bounded batches; many tiny batches must still give an exact,
-    reproducible, in-window output (flow ids stay distinct across batches)."""
+    """Generation draws attributes in waves and decodes flows in bounded batches; many tiny waves and
+    batches must still give an exact, reproducible, in-window output (flow ids stay distinct)."""
     from tracesynth.pipeline import sampling
 
     run, synth = fitted
     monkeypatch.setattr(sampling, "GENERATE_BATCH", 7)
+    monkeypatch.setattr(sampling, "WAVE_ROWS", 40)
     a = Synthesizer.load(run).sample(count=300, seed=5)
     b = Synthesizer.load(run).sample(count=300, seed=5)
     assert len(a) == 300 and a.equals(b)

@@ -27,12 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exit with a code
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors are mapped below; anything else is a bug
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
+        if _is_usage_error(exc):
+            err.print(f"[red]error:[/red] {exc.format_message()} (see `tracesynth {_command(argv)}--help`)",
+                      highlight=False, markup=True)
             return 2
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             err.print("aborted")
             return 130
         if os.environ.get("TRACESYNTH_DEBUG"):
@@ -42,6 +41,26 @@ def main(argv: list[str] | None = None) -> int:
                   highlight=False)
         return 1
     return 0
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A bad option or argument: click's ClickException, or the one in the click copy typer ships
+    (typer._click, typer >= 0.25), which is not a subclass of click's."""
+    import click
+
+    classes = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+        classes.append(TyperClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(classes))
+
+
+def _command(argv: list[str] | None) -> str:
+    """The subcommand named on the command line (for the help hint), e.g. 'generate '."""
+    args = sys.argv[1:] if argv is None else argv
+    return f"{args[0]} " if args and not args[0].startswith("-") else ""
 
 
 def run() -> None:

@@ -51,9 +51,18 @@ def generate(run: Path = typer.Argument(..., help="Run folder written by `traces
              seed: int = typer.Option(0, help="Sampling seed (same seed, same output)."),
              scale: Optional[float] = typer.Option(None, help="Output size relative to the training trace."),
              count: Optional[int] = typer.Option(None, min=0, help="Number of packets / flow records."),
+             threads: Optional[int] = typer.Option(
+                 None, min=1, help="CPU threads (default: every core, or TRACESYNTH_GENERATE_THREADS). "
+                                   "Use 1 on a machine busy with other work."),
              ) -> None:
     """Sample a synthetic trace from a fitted run."""
+    import os
+
     from .. import api
+    from .._parallel import THREADS_ENV
+
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
 
     with progress_bar("generate") as bar:
         result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, progress=bar)

@@ -75,24 +75,22 @@ class SpanActivation(nn.Module):
                 self.segments.append((start, start + span.dim, span.activation, span.dim))
             start += span.dim
 
-    def _activate(self, x: torch.Tensor, softmax_fn, plain_fns) -> torch.Tensor:
-        parts = []
-        for start, stop, activation, width in self.segments:
-            piece = x[..., start:stop]
-            if activation == "softmax":
-                grouped = piece.reshape(*piece.shape[:-1], (stop - start) // width, width)  # [..., k, width]
-                parts.append(softmax_fn(grouped).flatten(-2))
-            else:
-                parts.append(plain_fns[activation](piece))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """raw [..., dim] logits -> [..., dim] with softmax / sigmoid / tanh per span."""
-        return self._activate(raw, _softmax, {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
+        plain = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+        parts = []
+        for start, stop, activation, width in self.segments:
+            piece = raw[..., start:stop]
+            if activation == "softmax":
+                grouped = piece.reshape(*piece.shape[:-1], (stop - start) // width, width)  # [..., k, width]
+                parts.append(_softmax(grouped).flatten(-2))
+            else:
+                parts.append(plain[activation](piece))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def discretize(self, values: torch.Tensor) -> torch.Tensor:
-        """values [..., dim] -> one-hot argmax on softmax spans, other spans unchanged."""
-        return self._activate(values, _one_hot_argmax, {"sigmoid": _identity, "tanh": _identity})
+        """values [..., dim] -> one-hot argmax on softmax spans (ties: the first), other spans unchanged."""
+        return self._one_hot_(values.detach().clone(), activate=False)
 
     def sample(self, raw: torch.Tensor) -> torch.Tensor:
         """raw [..., dim] logits -> a generated sample: one-hot argmax on softmax spans (the category
@@ -100,20 +98,27 @@ class SpanActivation(nn.Module):
 
         Equal to `discretize(forward(raw))` (softmax is monotone, so its argmax is the logits' argmax,
         up to ties made by rounding) without computing the softmax, the largest activation cost of
-        generation."""
-        return self._activate(raw, _one_hot_argmax, {"sigmoid": torch.sigmoid, "tanh": torch.tanh})
+        generation. No autograd (generation only)."""
+        return self._one_hot_(raw.detach().clone(), activate=True)
 
-
-def _identity(z: torch.Tensor) -> torch.Tensor:
-    return z
-
-
-def _one_hot_argmax(z: torch.Tensor) -> torch.Tensor:
-    """One-hot of the argmax over the last axis (ties: the first), as z's dtype; width 2 by comparison."""
-    if z.shape[-1] == 2:
-        second = (z[..., 1:] > z[..., :1]).to(z.dtype)
-        return torch.cat([1.0 - second, second], dim=-1)
-    return torch.zeros_like(z).scatter_(-1, z.argmax(dim=-1, keepdim=True), 1.0)
+    def _one_hot_(self, x: torch.Tensor, activate: bool) -> torch.Tensor:
+        """In place: softmax spans -> one-hot argmax; sigmoid / tanh spans activated when `activate`."""
+        for start, stop, activation, width in self.segments:
+            piece = x[..., start:stop]
+            if activation == "softmax":
+                grouped = piece.unflatten(-1, ((stop - start) // width, width))            # [..., k, width]
+                if width == 2:
+                    second = grouped[..., 1] > grouped[..., 0]
+                    grouped[..., 1].copy_(second)
+                    grouped[..., 0].copy_(~second)
+                else:
+                    best = grouped.argmax(dim=-1, keepdim=True)
+                    grouped.zero_().scatter_(-1, best, 1.0)
+            elif activate and activation == "sigmoid":
+                piece.sigmoid_()
+            elif activate:
+                piece.tanh_()
+        return x
 
 
 def _softmax(z: torch.Tensor) -> torch.Tensor:
@@ -224,8 +229,9 @@ class FeatureGenerator(nn.Module):
           after the step in which it ended (no output feedback, so stepping with the carried state is
           the fused call unrolled);
         - the cell is computed here from `nn.LSTM`'s own weights: the condition's share of the input
-          projection is computed once per flow, and the first step skips the zero state's matmul
-          (at one step per call `nn.LSTM` costs twice as much on CPU);
+          projection is computed once per flow (in `generate_dtype()`, like the attribute MLP), and
+          the first step skips the zero state's matmul (at one step per call `nn.LSTM` costs twice
+          as much on CPU);
         - the flag head decides on logits, and only emitted records are kept, activated and returned
           (no padded [n, L, D] tensor).
         """
@@ -234,7 +240,7 @@ class FeatureGenerator(nn.Module):
             return attributes.new_zeros((0, D)), torch.zeros(0, dtype=torch.int64, device=attributes.device)
         condition = self.attribute_activation.discretize(attributes)  # [n, A]
         cell = _LSTMWeights(self.lstm, condition.shape[1])
-        base = cell.condition_projection(condition)                   # [n, 4 * units] (layer 0)
+        base = cell.condition_projection(condition, generate_dtype())  # [n, 4 * units] (layer 0)
         active = torch.arange(n, device=attributes.device)            # rows still running, ascending
         state: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         emitted: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per step: rows, flows, counts
@@ -276,8 +282,13 @@ class _LSTMWeights:
         w_ih0 = self.layers[0][0]
         self.condition_weight, self.noise_weight = w_ih0[:condition_dim], w_ih0[condition_dim:]
 
-    def condition_projection(self, condition: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.layers[0][2], condition, self.condition_weight)
+    def condition_projection(self, condition: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """condition [n, A] -> its share of layer 0's gates plus both biases [n, 4 * units], float32;
+        the matmul in `dtype` (bfloat16 halves its cost; one-hot conditions are exact in bfloat16)."""
+        if dtype == torch.float32:
+            return torch.addmm(self.layers[0][2], condition, self.condition_weight)
+        projected = torch.mm(condition.to(dtype), self.condition_weight.to(dtype)).float()
+        return projected.add_(self.layers[0][2])
 
     def step(self, projected: torch.Tensor, noise: torch.Tensor, state: list | None
              ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
