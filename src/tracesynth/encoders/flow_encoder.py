@@ -189,13 +189,24 @@ class FlowEncoder:
                window: tuple[float, float]) -> FlowTable:
         """Decode packed flows, as `DoppelGANger.generate` gives them: attributes [n, A], records [R, D]
         flow after flow in step order, lengths [n] (R = lengths.sum()), into a FlowTable."""
+        per_flow, per_record = self.decode_columns(attributes, records, lengths, window)
+        return FlowTable(self.config.kind, pd.DataFrame(per_flow), pd.DataFrame(per_record))
+
+    def decode_columns(self, attributes: np.ndarray, records: np.ndarray, lengths: np.ndarray,
+                       window: tuple[float, float]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """`decode` as plain arrays (generation's hot path builds its records from these without
+        intermediate DataFrames): (per-flow columns: the attribute fields in their canonical dtypes,
+        flow_start, the tags, flow_id; per-record columns: flow_id, step, iat and the feature fields)."""
         self._check_fitted()
         a = np.asarray(attributes)
         n = len(a)
+        kind_dtypes = columns_for(self.config.kind)
         attrs, col = {}, 0
         for name, enc in self.attribute_encoders_.items():
             width = total_dim(enc.spans)
             attrs[name] = enc.inverse_transform(a[:, col:col + width])
+            if name in FLOW_KEY and name in kind_dtypes:
+                attrs[name] = attrs[name].astype(kind_dtypes[name], copy=False)
             col += width
         lo, hi = window
         attrs["flow_start"] = lo + np.clip(a[:, col].astype(np.float64), 0.0, 1.0) * (hi - lo)
@@ -204,10 +215,6 @@ class FlowEncoder:
             attrs[c] = (a[:, col + 1] > a[:, col]).astype(np.uint8)
             col += 2
         attrs["flow_id"] = np.arange(n, dtype=np.int64)
-        attributes = pd.DataFrame(attrs)
-        for c in FLOW_KEY:
-            if c in attributes:
-                attributes[c] = attributes[c].astype(columns_for(self.config.kind)[c])
 
         fid, step = _record_index(np.asarray(lengths, dtype=np.int64))
         rows = np.asarray(records)
@@ -219,7 +226,7 @@ class FlowEncoder:
             series[name] = enc.inverse_transform(rows[:, col:col + width])
             col += width
         self._fill_unmodelled(series, len(fid))
-        return FlowTable(self.config.kind, attributes, pd.DataFrame(series))
+        return attrs, series
 
     def _fill_unmodelled(self, series: dict, n_records: int) -> None:
         """Canonical per-record columns the config does not model are written as zeros."""

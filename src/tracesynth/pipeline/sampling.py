@@ -62,46 +62,42 @@ def decode_records(encoder, kind: str, attrs: np.ndarray, records: np.ndarray, l
                    window: tuple[float, float], last: bool) -> pd.DataFrame:
     """Decode generated flows (packed, as `DoppelGANger.generate` gives them) into canonical records
     (+ a `_flow` column) inside the chunk window."""
-    flows = encoder.decode(attrs, records, lengths, window)
-    series = flows.series
-    fid = series["flow_id"].to_numpy(np.int64)
-    flow_attrs = flows.attributes.set_index("flow_id", drop=False) if "flow_id" in flows.attributes else \
-        flows.attributes
-    starts = flow_attrs["flow_start"].to_numpy(np.float64)
-    times = gen.absolute_times(starts, fid, series["iat"].to_numpy(np.float64))
+    per_flow, per_record = encoder.decode_columns(attrs, records, lengths, window)
+    fid = per_record["flow_id"]
+    times = gen.absolute_times(per_flow["flow_start"], fid, per_record["iat"])
     time_col = "time" if kind == "packets" else "ts"
     cols = {time_col: times}
     for name in columns_for(kind):
         if name == time_col:
             continue
-        if name in series.columns:
-            cols[name] = series[name].to_numpy()
-        elif name in flow_attrs.columns:
-            cols[name] = flow_attrs[name].to_numpy()[fid]
-    if "label" in series.columns and kind == "flows":
-        cols["label"] = series["label"].to_numpy()
+        if name in per_record:
+            cols[name] = per_record[name]
+        elif name in per_flow:
+            cols[name] = per_flow[name][fid]
+    if "label" in per_record and kind == "flows":
+        cols["label"] = per_record["label"]
     cols["_flow"] = fid
-    records = pd.DataFrame(cols)
     if kind == "packets":
-        _header_consistency(records)
-    return records[gen.window_mask(times, window, last)].reset_index(drop=True)
+        _header_consistency(cols)
+    inside = gen.window_mask(times, window, last)
+    return pd.DataFrame({name: values[inside] for name, values in cols.items()})
 
 
-def _header_consistency(packets: pd.DataFrame) -> None:
-    """Make generated headers self-consistent as a packet on the wire would be: only TCP and UDP carry
-    ports, only TCP carries flags, a don't-fragment packet has offset 0, and a non-first fragment carries
-    no ports or flags (the schema's rule: 0). The model learns fields separately, so a
-    generated ICMP packet may come with ports that no real ICMP packet can hold."""
-    proto = packets["proto"].to_numpy()
+def _header_consistency(packets: dict[str, np.ndarray]) -> None:
+    """Make generated headers self-consistent as a packet on the wire would be (in place, on the record
+    columns): only TCP and UDP carry ports, only TCP carries flags, a don't-fragment packet has offset 0,
+    and a non-first fragment carries no ports or flags (the schema's rule: 0). The model learns fields
+    separately, so a generated ICMP packet may come with ports that no real ICMP packet can hold."""
+    proto = packets["proto"]
     no_ports = (proto != 6) & (proto != 17)
     if "off" in packets:
         if "flag" in packets:               # a don't-fragment packet is never a fragment: offset 0
-            packets.loc[(packets["flag"].to_numpy() & 2) > 0, "off"] = 0
-        no_ports |= packets["off"].to_numpy() > 0   # a non-first fragment carries no transport header
+            packets["off"][(packets["flag"] & 2) > 0] = 0
+        no_ports |= packets["off"] > 0      # a non-first fragment carries no transport header
     for col in ("srcport", "dstport"):
-        packets.loc[no_ports, col] = 0
+        packets[col][no_ports] = 0
     if "tcp_flags" in packets:
-        packets.loc[no_ports | (proto != 6), "tcp_flags"] = 0
+        packets["tcp_flags"][no_ports | (proto != 6)] = 0
 
 
 def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
