@@ -3,7 +3,9 @@ and the wall-time speed-up of 2 workers over 1 on a 4-chunk run (every chunk a f
 
     .venv/bin/python bench/bench_pipeline.py [--epochs N] [--worker-epochs N] [--count N] [--quality MINUTES]
     .venv/bin/python bench/bench_pipeline.py --run RUN_DIR [--count N] [--threads 1,0] [--dtypes float32,bfloat16]
-        # generation only: per thread count (0 = all cores), each attribute-MLP precision in turn
+                                             [--repeat R]
+        # generation only: per thread count (0 = all cores), each generation precision in turn, R timed
+        # runs each (best and median printed)
 
 With `--quality M` it also fits the default preset on caida-10k and ugr16-1k with an epoch budget of
 about M CPU minutes each and prints NetShare's JSDs (SA, DA, SP, DP, PR) of a same-size sample.
@@ -54,7 +56,7 @@ def speed(table, epochs: int) -> str:
     return str(synth.run.path)
 
 
-def generation(run: str, n: int = 100_000, threads: int = 1, dtype: str = "") -> None:
+def generation(run: str, n: int = 100_000, threads: int = 1, dtype: str = "", repeat: int = 1) -> None:
     """Generate in a child process so its peak RSS is the generation's alone (not the fit's).
 
     `threads`: torch threads while generating (TRACESYNTH_GENERATE_THREADS); 0 = every core (the default
@@ -67,7 +69,7 @@ def generation(run: str, n: int = 100_000, threads: int = 1, dtype: str = "") ->
     if dtype:                                   # the attribute MLP's precision (TRACESYNTH_GENERATE_DTYPE)
         env["TRACESYNTH_GENERATE_DTYPE"] = dtype
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, __file__, "--generate-only", run, "--count", str(n)],
+    out = subprocess.run([sys.executable, __file__, "--generate-only", run, "--count", str(n), "--repeat", str(repeat)],
                          check=True, capture_output=True, text=True, env=env).stdout.strip()
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(out + f", {env['TRACESYNTH_GENERATE_THREADS']} thread(s), "
@@ -75,14 +77,23 @@ def generation(run: str, n: int = 100_000, threads: int = 1, dtype: str = "") ->
           + (f", peak RSS of the generating process {child / 1024:.0f} MB" if child > before else ""))
 
 
-def generate_only(run: str, n: int) -> None:
+def generate_only(run: str, n: int, repeat: int = 1) -> None:
+    """Load once, warm up, then time `repeat` generations of n packets (seeds 1..repeat): every run's
+    figure, then the best and the median, since a shared VM's neighbours move single runs by +-15%."""
+    import statistics
+
     loaded = Synthesizer.load(run)
     loaded.sample(count=1000, seed=0)                       # warm-up (imports, first batches)
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = loaded.sample(count=n, seed=1)
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"generation: {len(out)} packets in {dt:.2f} s = {len(out) / dt:,.0f} packets/s (target >= 100,000); "
-          f"{cpu:.2f} CPU s = {len(out) / cpu:,.0f} packets per CPU second")
+    rates = []
+    for seed in range(1, repeat + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = loaded.sample(count=n, seed=seed)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rates.append(len(out) / dt)
+        print(f"  run {seed}: {len(out)} packets in {dt:.2f} s = {len(out) / dt:,.0f} packets/s; "
+              f"{cpu:.2f} CPU s = {len(out) / cpu:,.0f} packets per CPU second")
+    print(f"generation: {n} packets, best {max(rates):,.0f} packets/s, median {statistics.median(rates):,.0f} "
+          f"packets/s over {repeat} run(s) (target >= 100,000)")
 
 
 def workers(table, epochs: int) -> None:
@@ -130,6 +141,7 @@ def main() -> int:
     ap.add_argument("--quality", type=float, default=0.0)
     ap.add_argument("--generate-only", metavar="RUN", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=1, help="generations timed per setting (best and median printed)")
     ap.add_argument("--threads", default="1,0", help="with --run: torch thread counts to try (0 = every core)")
     ap.add_argument("--dtypes", default="float32,bfloat16",
                     help="with --run: attribute-MLP precisions (TRACESYNTH_GENERATE_DTYPE), alternated in this session")
@@ -137,12 +149,12 @@ def main() -> int:
                                   "run), at --count packets with 1 thread and with every core")
     args = ap.parse_args()
     if args.generate_only:
-        generate_only(args.generate_only, args.count)
+        generate_only(args.generate_only, args.count, args.repeat)
         return 0
     if args.run:
         for threads in (int(t) for t in args.threads.split(",")):
             for dtype in args.dtypes.split(","):
-                generation(args.run, args.count, threads, dtype)
+                generation(args.run, args.count, threads, dtype, args.repeat)
         return 0
     path = DATA / "caida/caida-10k.pcapng"
     if not path.exists():
