@@ -62,6 +62,21 @@ def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias, 
     np.testing.assert_allclose(records, ref_records, rtol=0, atol=1e-5)
 
 
+def test_hand_stepped_lstm_of_several_layers_equals_the_fused_pass(float32_generation):
+    """The hand-stepped cell feeds each layer's h to the next like `nn.LSTM` (feature_num_layers > 1)."""
+    cfg = tiny_model_cfg(sample_len=2).model_copy(update={"feature_num_layers": 3})
+    model = DoppelGANger(ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, cfg, seed=11)
+    head = model.feature_generator.head
+    with torch.no_grad():                        # flag head sensitive to the state: lengths 4-6, 2-3 steps
+        head.weight.view(2, -1, head.weight.shape[1])[:, -2:] *= 10.0
+        head.bias.view(2, -1)[:, -1] -= 0.5
+    attrs, records, lengths = model.generate(200, torch.Generator().manual_seed(3), batch_size=64)
+    ref_attrs, ref_records, ref_lengths = _reference(model, [64, 64, 64, 8], seed=3)
+    assert (lengths > 2).any() and (lengths < MAX_LEN).any()
+    np.testing.assert_array_equal(lengths, ref_lengths)
+    np.testing.assert_allclose(records, ref_records, rtol=0, atol=1e-5)
+
+
 def test_iter_generate_batches_concatenate_to_generate():
     model = _model(3, 0.0, seed=4)
     whole = model.generate(100, torch.Generator().manual_seed(2), batch_size=32)

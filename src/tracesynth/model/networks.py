@@ -254,8 +254,7 @@ class FeatureGenerator(nn.Module):
             # records emitted in this step: up to and including the first "ends" (all S when none)
             counts = torch.where(ends.any(dim=1), ends.to(torch.uint8).argmax(dim=1) + 1, S)
             emitted.append((raw[torch.arange(S, device=raw.device) < counts[:, None]], active, counts))
-            still = counts == S
-            still &= ~ends[:, -1]
+            still = ~ends.any(dim=1)                                      # all S records continue
             active = active[still]
             state = [(h[still], c[still]) for h, c in state]
         records, lengths = _flow_major(emitted, n, S)
