@@ -1,8 +1,9 @@
 """DoppelGANger: the four networks built from the encoders' spans, sampling, and a manifest summary.
 
-`DoppelGANger(attribute_spans, feature_spans, max_len, model_cfg, seed)` consumes EncodedFlows-shaped
-arrays (attributes [n, A], features [n, L, D], gen_flags [n, L]) and generates the same shapes with
-activations applied. Weights initialise from `seed` without touching torch's global RNG, so two models
+`DoppelGANger(attribute_spans, feature_spans, max_len, model_cfg, seed)` trains on EncodedFlows-shaped
+arrays (attributes [n, A], features [n, L, D], gen_flags [n, L]); `sample` (training) returns those
+shapes, `generate` returns samples packed for decoding (attributes [n, A], records [R, D], lengths [n];
+`FlowEncoder.decode` reads them). Weights initialise from `seed` without touching torch's global RNG, so two models
 built with the same seed are identical. Save and restore through `state_dict` / `load_state_dict`;
 the span layout and sizes are constructor arguments (see `describe()`), not part of the state.
 """
