@@ -55,3 +55,18 @@ def test_cancel_stops_the_worker_and_resume_requeues(client, sample):
     assert resumed["status"] in ("queued", "running")
     assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
     assert client.get("/api/health").json()["running"] == 0
+
+
+def test_jobs_share_the_cores_for_generation(monkeypatch):
+    """Each job's generation gets cores // max_jobs threads (at least 1), unless the operator fixed them."""
+    import os
+
+    from tracesynth.service.jobs import worker_threads
+
+    monkeypatch.delenv("TRACESYNTH_GENERATE_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    assert worker_threads(1) == cores
+    assert worker_threads(2) == max(1, cores // 2)
+    assert worker_threads(cores + 5) == 1
+    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")
+    assert worker_threads(1) == worker_threads(4) == 3

@@ -171,7 +171,8 @@ class JobManager:
                 trace = self.settings.uploads_dir / upload.stored_name
                 process = self._ctx.Process(
                     target=_worker_entry, name=f"tracesynth-job-{job.id[:8]}",
-                    args=(str(self.settings.db_path), str(self.job_dir(job.id)), str(trace), job.id, attempt))
+                    args=(str(self.settings.db_path), str(self.job_dir(job.id)), str(trace), job.id, attempt,
+                          worker_threads(self.settings.max_jobs)))
                 process.start()
                 self.store.set_pid(job.id, attempt, process.pid)
                 self._workers[job.id] = _Worker(process, attempt)
@@ -194,7 +195,20 @@ class JobManager:
                 return
 
 
-def _worker_entry(db_path: str, job_dir: str, trace: str, job_id: str, attempt: int) -> None:
+def worker_threads(max_jobs: int) -> int:
+    """Generation threads for one job: the cores shared among the jobs that may run at once (unless the
+    operator set TRACESYNTH_GENERATE_THREADS), since generation slows down several-fold when its threads
+    compete for cores (docs/pipeline.md, "Threads")."""
+    from .._parallel import THREADS_ENV, generation_threads
+
+    if os.environ.get(THREADS_ENV, "").strip():
+        return generation_threads()
+    return max(1, (os.cpu_count() or 1) // max(1, max_jobs))
+
+
+def _worker_entry(db_path: str, job_dir: str, trace: str, job_id: str, attempt: int, threads: int = 1) -> None:
+    from .._parallel import THREADS_ENV
     from .worker import run_job
 
+    os.environ[THREADS_ENV] = str(threads)
     run_job(db_path, job_dir, trace, job_id, attempt)
