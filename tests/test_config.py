@@ -16,7 +16,7 @@ def test_pcap_preset_matches_netshare_example():
                    "flag": "categorical", "off": "categorical", "ttl": "numeric", "tcp_flags": "categorical"}
     ranges = {f.name: f.range for f in cfg.fields if f.encoding == "numeric"}
     assert ranges == {"pkt_len": None, "tos": (0, 255), "id": (0, 65535), "ttl": (0, 255)}
-    assert {f.name: f.top_k for f in cfg.fields if f.top_k} == {"srcport": 32, "dstport": 32}
+    assert {f.name: f.top_k for f in cfg.fields if f.top_k} == {"srcport": 128, "dstport": 128}
     assert cfg.field("srcip").n_bits == 32 and cfg.word2vec.vector_size == 10 and cfg.word2vec.window == 5
     assert cfg.chunking.n_chunks == 10 and cfg.training.batch_size == 100
 

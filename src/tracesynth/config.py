@@ -207,7 +207,7 @@ def _check_fields(config: "TraceSynthConfig") -> None:
 
 
 #: ports with their own one-hot slot in the presets (hybrid port encoding; docs/flows-and-encoders.md)
-TOP_PORTS = 32
+TOP_PORTS = 128
 
 
 def _ip(name: str) -> FieldConfig:

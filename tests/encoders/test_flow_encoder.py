@@ -55,7 +55,7 @@ def _check_round_trip(enc, chunk, iat_atol):
 def test_pcap_round_trip_and_layout(caida):
     cfg, chunks, enc = caida
     assert enc.attribute_spans[:64] == [Span(2, "softmax")] * 64
-    top = Span(33, "softmax")  # the preset's 32 top ports + "other", then the word2vec vector
+    top = Span(129, "softmax")  # the preset's 128 top ports + "other", then the word2vec vector
     assert enc.attribute_spans[64:69] == [top, Span(10, "tanh"), top, Span(10, "tanh"), Span(10, "tanh")]
     assert enc.attribute_spans[69] == Span(1, "sigmoid")
     assert enc.attribute_spans[70:] == [Span(2, "softmax")] * (1 + 3)

@@ -85,9 +85,9 @@ def test_flow_encoder_layout_save_load_and_dp_order(tmp_path):
     chunks = split_chunks(table, cfg)
     enc = FlowEncoder(cfg).fit(chunks)
     sport = enc.attribute_encoders_["srcport"]
-    assert enc.attribute_spans[64:67] == [Span(33, "softmax"), Span(10, "tanh"), Span(33, "softmax")]
+    assert enc.attribute_spans[64:67] == [Span(129, "softmax"), Span(10, "tanh"), Span(129, "softmax")]
     packets = np.bincount(table["srcport"].to_numpy(), minlength=65536)
-    assert sport.top_values_[0] == np.argmax(packets) and len(sport.top_values_) == 32
+    assert sport.top_values_[0] == np.argmax(packets) and len(sport.top_values_) == 128
     assert set(sport.top_values_.tolist()) >= set(np.flatnonzero(packets >= np.sort(packets)[-5]).tolist())
     enc.save(tmp_path / "run")
     clone = FlowEncoder.load(tmp_path / "run")
@@ -102,5 +102,5 @@ def test_flow_encoder_layout_save_load_and_dp_order(tmp_path):
     dp = cfg.model_copy(deep=True)
     dp.word2vec.pretrained = str(tmp_path / "public.kv")
     public = FlowEncoder(dp).fit(chunks[:1]).attribute_encoders_["srcport"]
-    order = [int(k[5:]) for k in enc.embedding_.wv_.index_to_key if k.startswith("port:")][:32]
+    order = [int(k[5:]) for k in enc.embedding_.wv_.index_to_key if k.startswith("port:")][:128]
     assert public.top_values_.tolist() == order
