@@ -101,3 +101,19 @@ def test_user_mistakes_subprocess(tmp_path):
         assert proc.stdout == "" and "Traceback" not in proc.stderr, case
         assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1, \
             (case, proc.stderr)
+
+
+def test_cli_lets_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
+    """The CLI sets OMP_WAIT_POLICY=PASSIVE before any command loads torch, and keeps a user's choice."""
+    import os
+
+    import tracesynth.cli as cli
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["--help"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["--help"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    probe = subprocess.run([sys.executable, "-c", "import sys, tracesynth.cli; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "False"          # importing the CLI does not load torch (the policy is in time)
+    assert cli.OMP_WAIT_POLICY == "PASSIVE"

@@ -14,8 +14,16 @@ from ._app import app, err
 from . import io_cmds, model_cmds, eval_cmds, serve_cmds  # noqa: E402,F401  (help lists them in this order)
 
 
+#: OpenMP threads sleep at a barrier instead of spinning (unless the user set a policy). Read once, when
+#: torch's OpenMP runtime loads, so it is set before any command imports torch. Measured on 2 cores,
+#: generating 1M packets on 2 threads: with another process on one core, 87k packets/s instead of 58k;
+#: idle, 130k instead of 137k (docs/benchmarks.md). Training and evaluation run one thread per process.
+OMP_WAIT_POLICY = "PASSIVE"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI, mapping errors to exit codes; never show a traceback for a user mistake."""
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
