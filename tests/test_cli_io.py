@@ -109,7 +109,8 @@ def test_cli_lets_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
 
     import tracesynth.cli as cli
 
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset-below")  # registers the original value for restoring
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     assert main(["--help"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert main(["--help"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
