@@ -182,8 +182,8 @@ class FlowEncoder:
         ended = ~flags
         lengths = np.where(ended.any(axis=1), np.argmax(ended, axis=1), L)
         lengths = np.maximum(lengths, 1).astype(np.int64)
-        fid, step = _record_index(lengths)
-        return self.decode(encoded.attributes, np.asarray(encoded.features)[fid, step], lengths, window)
+        packed = np.asarray(encoded.features)[:, :L][np.arange(L) < lengths[:, None]]  # flow after flow
+        return self.decode(encoded.attributes, packed, lengths, window)
 
     def decode(self, attributes: np.ndarray, records: np.ndarray, lengths: np.ndarray,
                window: tuple[float, float]) -> FlowTable:
