@@ -18,7 +18,9 @@ def test_pcap_preset_matches_netshare_example():
     assert ranges == {"pkt_len": None, "tos": (0, 255), "id": (0, 65535), "ttl": (0, 255)}
     assert {f.name: f.top_k for f in cfg.fields if f.top_k} == {"srcport": 128, "dstport": 128}
     assert cfg.field("srcip").n_bits == 32 and cfg.word2vec.vector_size == 10 and cfg.word2vec.window == 5
-    assert cfg.chunking.n_chunks == 10 and cfg.training.batch_size == 100
+    # NetShare's 10 chunks and batch 100 are the bounds of the automatic choice (flows/sizing.py)
+    assert cfg.chunking.n_chunks is None and cfg.chunking.max_chunks == 10
+    assert cfg.training.batch_size is None and cfg.training.max_batch_size == 100
 
 
 def test_netflow_preset_matches_netshare_example():

@@ -23,7 +23,16 @@ def generation_threads() -> int:
     raw = os.environ.get(THREADS_ENV, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return os.cpu_count() or 1
+    return available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container or `taskset` narrows), not
+    the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without sched_getaffinity (macOS)
+        return os.cpu_count() or 1
 
 
 def map_rows(fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, out: np.ndarray, threads: int,

@@ -67,7 +67,10 @@ class TimeConfig(_Section):
 
 class ChunkingConfig(_Section):
     mode: Literal["fixed_time", "fixed_size"] = "fixed_time"
-    n_chunks: int = Field(10, ge=1, le=1000)
+    #: number of time chunks; None lets `fit` choose up to `max_chunks` from the trace (flows/sizing.py)
+    n_chunks: Optional[int] = Field(None, ge=1, le=1000)
+    #: the most chunks the automatic choice uses (NetShare's 10)
+    max_chunks: int = Field(10, ge=1, le=1000)
 
 
 class FlowLengthConfig(_Section):
@@ -107,7 +110,10 @@ class ModelConfig(_Section):
 
 class TrainingConfig(_Section):
     epochs: int = Field(400, ge=1)
-    batch_size: int = Field(100, ge=1)
+    #: flow samples per batch; None lets `fit` choose up to `max_batch_size` from the trace (flows/sizing.py)
+    batch_size: Optional[int] = Field(None, ge=1)
+    #: the largest batch the automatic choice uses, and the flow samples chunk 0 needs per chunk (NetShare's 100)
+    max_batch_size: int = Field(100, ge=1)
     critic_steps: int = Field(5, ge=1)
     gp_lambda: float = Field(10.0, ge=0)
     attr_critic_weight: float = Field(1.0, ge=0)
@@ -254,7 +260,7 @@ def _preset_netflow() -> TraceSynthConfig:
     ]
     return TraceSynthConfig(kind="flows", fields=fields, time=TimeConfig(column="ts"),
                             flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=10),
-                            training=_cpu_budget_training(epochs=400, checkpoint_every=100, batch_size=50))
+                            training=_cpu_budget_training(epochs=400, checkpoint_every=100, max_batch_size=50))
 
 
 def _cpu_budget_training(**overrides) -> TrainingConfig:

@@ -16,7 +16,8 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         config: Optional[Path] = typer.Option(None, help="YAML/JSON config file instead of a preset."),
         epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs for chunk 0."),
         chunks: Optional[int] = typer.Option(None, min=1, help="Number of time chunks."),
-        workers: int = typer.Option(1, min=1, help="Worker processes for the fine-tuned chunks."),
+        workers: Optional[int] = typer.Option(None, min=1, help="Worker processes for the fine-tuned chunks "
+                                              "(default: one per available core, at most one per chunk)."),
         ray: Optional[str] = typer.Option(None, help="Ray cluster address, or 'local' for an in-process Ray."),
         seed: Optional[int] = typer.Option(None, help="Training seed."),
         device: Optional[str] = typer.Option(None, help="cpu or cuda."),
@@ -35,7 +36,9 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
                               workers=workers, ray=ray, seed=seed, device=device, force=force,
                               dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
-    out.print(f"fitted {result['records']} {result['kind']} records in {result['chunks']} chunk(s), "
+    out.print(f"sizing: {result['sizing']}")
+    what = "packets" if result["kind"] == "packets" else "flow records"
+    out.print(f"fitted {result['records']:,} {what} in {result['chunks']} chunk(s), "
               f"{result['epochs']} epochs, {result['fit_s']:.1f} s{resumed} -> {result['run']}")
     if result.get("public"):
         out.print(f"pretrained on public trace {result['public']}")

@@ -16,8 +16,12 @@ PERCENTILES = (50, 90, 99, 100)
 def flow_summary(table: pd.DataFrame, config: TraceSynthConfig) -> dict:
     """Flows, flows per chunk, flows spanning several chunks, length percentiles, flows the cap would split.
 
-    Lengths are records per 5-tuple over the whole trace (before chunking and capping).
+    Lengths are records per 5-tuple over the whole trace (before chunking and capping). Chunks: as the
+    config says, or as `fit` would choose them when it leaves them unset (flows/sizing.py).
     """
+    from .sizing import sized_for_inspection
+
+    config = sized_for_inspection(table, config)
     flows = FlowTable.from_records(table)
     lengths = flows.lengths
     cap = config.flow_length.max_flow_len

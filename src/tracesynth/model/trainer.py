@@ -190,7 +190,9 @@ class Trainer:
                  callback: ProgressCallback | None = None, critic_update: CriticUpdate | None = None,
                  batch_sampler: BatchSampler | None = None, chunk: int | None = None,
                  steps_per_epoch: int | None = None):
-        self.cfg = training_cfg or TrainingConfig()
+        cfg = training_cfg or TrainingConfig()
+        # the pipeline sets batch_size from the trace (flows/sizing.py); trained directly, the bound applies
+        self.cfg = cfg if cfg.batch_size is not None else cfg.model_copy(update={"batch_size": cfg.max_batch_size})
         self.device = resolve_device(self.cfg.device)
         self.model = model.to(self.device)
         self.callback = callback

@@ -18,10 +18,9 @@ from .synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
 
-#: Demo budget: small enough for < 5 minutes on 2 cores, large enough for recognisable output.
+#: Demo budget: small enough for < 5 minutes on 2 cores, large enough for recognisable output. Chunks
+#: and batch size are chosen from the sample as for any trace (1 chunk, batch 34: 139 flows).
 DEMO_EPOCHS = 20
-DEMO_CHUNKS = 1      # the bundled sample has 139 flows over 4 s: one chunk keeps a full batch of flows
-DEMO_BATCH = 32
 
 
 def build_config(kind: str, *, preset: str | None = None, config: str | Path | None = None,
@@ -74,14 +73,16 @@ def with_privacy(cfg: TraceSynthConfig, epsilon: float | None, delta: float | No
 
 
 def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
-             epochs: int | None = None, chunks: int | None = None, workers: int = 1, ray: str | None = None,
+             epochs: int | None = None, chunks: int | None = None, workers: int | None = None, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
              public: str | Path | None = None, progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
     `dp_epsilon`/`dp_delta`: train with differential privacy; `public`: a public trace to fit the
-    encoders on and pretrain on before fine-tuning on TRACE (with or without DP).
+    encoders on and pretrain on before fine-tuning on TRACE (with or without DP). Chunks and batch size
+    unset in the config are chosen from the trace (flows/sizing.py); `workers` None: one per core, at most
+    one per fine-tuned chunk.
     """
     from ..io import read_trace
 
@@ -108,7 +109,7 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     synth.save(out)
     m = synth.manifest
     ledger = (m.get("privacy") or {}).get("ledger")
-    return {"run": str(Path(out)), "kind": cfg.kind, "records": m["input"]["records"], "chunks": len(m["chunks"]),
+    return {"run": str(Path(out)), "kind": cfg.kind, "sizing": synth.sizing.describe(), "records": m["input"]["records"], "chunks": len(m["chunks"]),
             "epochs": cfg.training.epochs, "fit_s": m["timings"]["fit_s"], "resumed": m["resumed"],
             "runner": m["runner"], "public": None if public is None else str(public),
             "dp": None if ledger is None else {"epsilon": ledger["epsilon"], "delta": ledger["delta"],
@@ -176,8 +177,7 @@ def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool
     out.mkdir(parents=True, exist_ok=True)
     sample = Path(sample_path())
     run = out / "run"
-    fitted = fit_path(sample, run, epochs=epochs, chunks=DEMO_CHUNKS, force=force,
-                      batch_size=DEMO_BATCH, progress=progress)
+    fitted = fit_path(sample, run, epochs=epochs, force=force, progress=progress)
     pcap = out / "synthetic.pcap"
     generated = generate_path(run, pcap, seed=0, progress=progress)
     synth_packets = read_trace(pcap).table

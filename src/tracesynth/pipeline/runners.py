@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from typing import Any, Callable, Sequence
 
+from .._parallel import available_cores
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,12 @@ def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
 
 
+def default_workers(n_chunks: int) -> int:
+    """`fit`'s default worker count: the cores this process may run on, capped by the chunks that are
+    fine-tuned in parallel (chunk 0 trains first, alone)."""
+    return max(1, min(available_cores(), n_chunks - 1))
+
+
 class LocalRunner:
     """Run jobs on this machine. `workers <= 1` runs them in this process (no spawn cost).
 
@@ -36,7 +43,7 @@ class LocalRunner:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
         self.workers = int(workers)
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         self.threads_per_worker = threads_per_worker or max(1, cores // self.workers)
 
     def describe(self) -> str:
@@ -75,7 +82,7 @@ class RayRunner:
         if not ray.is_initialized():
             try:
                 if self.address == "local":
-                    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                    ray.init(num_cpus=available_cores(), include_dashboard=False, log_to_driver=False,
                              ignore_reinit_error=True)
                 else:
                     ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
@@ -107,8 +114,9 @@ def _ray_call(fn: Callable[[Any], Any], job: Any, threads: int) -> Any:
     return fn(job)
 
 
-def make_runner(workers: int = 1, ray_address: str | None = None):
-    """The runner the CLI asks for: Ray when an address is given, else local workers."""
+def make_runner(workers: int | None = None, ray_address: str | None = None):
+    """The runner the CLI asks for: Ray when an address is given, else local workers; None when neither
+    is set (`Synthesizer.fit` then picks `default_workers` for the chunks it chose)."""
     if ray_address:
         return RayRunner(ray_address)
-    return LocalRunner(workers)
+    return None if workers is None else LocalRunner(workers)

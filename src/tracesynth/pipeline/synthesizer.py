@@ -36,7 +36,8 @@ from ..progress import ProgressCallback, emit
 from ..schema import TIME_COLUMN, table_kind
 from . import chunked, generation, sampling, selection
 from .rundir import RunDir, config_hash, table_fingerprint
-from .runners import LocalRunner
+from ..flows.sizing import Sizing, resolve_sizing
+from .runners import LocalRunner, default_workers
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Synthesizer:
         self.config = config
         self.run: RunDir | None = None
         self.manifest: dict | None = None
+        self.sizing: Sizing | None = None
         self._encoder = None
         self._models: dict[int, object] = {}
 
@@ -77,19 +79,23 @@ class Synthesizer:
             from ..model.privacy import check_dp_config
 
             check_dp_config(cfg, public_name if public is not None else None)
+        cfg, self.sizing = resolve_sizing(table, cfg)
+        self.config = cfg
+        log.info("sizing: %s", self.sizing.describe())
         t0 = time.perf_counter()
         self.run = RunDir(run_dir or tempfile.mkdtemp(prefix="tracesynth-run-"))
         fingerprint = table_fingerprint(table) + ("" if public is None else "+" + table_fingerprint(public))
         resumed = self.run.prepare_fit(config_hash(cfg), fingerprint, force)
         self.run.write_config(cfg)
         prepared = self._prepare(table, progress, public, public_name)
-        runner = runner or LocalRunner(1)
+        runner = runner or LocalRunner(default_workers(cfg.chunking.n_chunks))
         results = self._train(prepared, runner, progress)
         chosen = self._select(prepared, results, progress)
         if prepared["ledger"] is not None:
             _release_sizes(prepared, chosen, self._sized_model)
         self.manifest = _manifest(cfg, prepared, results, chosen, fingerprint, input_name, runner, resumed,
                                   time.perf_counter() - t0)
+        self.manifest["sizing"] = self.sizing.to_dict()
         self._models = {}
         return self
 
@@ -127,7 +133,8 @@ class Synthesizer:
                          "records_per_flow": float(np.mean(flows.lengths)) if flows.n_flows else 1.0,
                          "data_path": str(data_path), "holdout": held})
         pre = None if public is None else self._prepare_public(public_chunks, encoder, public_name)
-        _check_size(info[0]["flows"] if pre is None else pre["flows"], cfg, self.run.path)
+        if cfg.privacy is not None and pre is None:   # sizing chose nothing from private data: check here
+            _check_size(info[0]["flows"], cfg)
         ledger = None if cfg.privacy is None else self._plan_privacy(info, pre is not None)
         emit(progress, "prepare", 3, 3, "steps")
         return {"chunks": info, "encoder": encoder, "attribute_spans": encoder.attribute_spans,
@@ -432,12 +439,12 @@ def _release_sizes(prepared: dict, chosen: dict, load_model) -> None:
     prepared["records"] = int(sum(c["records"] for c in prepared["chunks"]))
 
 
-def _check_size(n_flows: int, cfg: TraceSynthConfig, run: Path) -> None:
+def _check_size(n_flows: int, cfg: TraceSynthConfig) -> None:
     batch = cfg.training.batch_size
     if n_flows < batch:
         raise UserError(f"trace too small: chunk 0 has {n_flows} flow samples, fewer than one batch "
-                        f"(training.batch_size = {batch}); use fewer chunks (--chunks), a smaller batch "
-                        "size in the config, or a longer trace")
+                        f"(training.batch_size = {batch}); set fewer chunks (--chunks) or a smaller "
+                        "training.batch_size in the config, or use a longer trace")
 
 
 def _use_holdout(cfg: TraceSynthConfig) -> bool:

@@ -199,11 +199,11 @@ def worker_threads(max_jobs: int) -> int:
     """Generation threads for one job: the cores shared among the jobs that may run at once (unless the
     operator set TRACESYNTH_GENERATE_THREADS), since generation slows down several-fold when its threads
     compete for cores (docs/pipeline.md, "Threads")."""
-    from .._parallel import THREADS_ENV, generation_threads
+    from .._parallel import THREADS_ENV, available_cores, generation_threads
 
     if os.environ.get(THREADS_ENV, "").strip():
         return generation_threads()
-    return max(1, (os.cpu_count() or 1) // max(1, max_jobs))
+    return max(1, available_cores() // max(1, max_jobs))
 
 
 def _worker_entry(db_path: str, job_dir: str, trace: str, job_id: str, attempt: int, threads: int = 1) -> None:
