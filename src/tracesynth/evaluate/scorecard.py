@@ -221,7 +221,7 @@ def _tcp(x: Inputs) -> dict[str, float]:
 def _tstr(x: Inputs) -> dict[str, float]:
     from .downstream.classify import train_test_accuracies
 
-    acc = train_test_accuracies(x.candidate, x.holdout, classes_from=x.train, seed=x.seed)
+    acc = train_test_accuracies(x.candidate, x.holdout, classes_from=x.train, seed=x.seed, max_train=x.max_rows)
     return {"tstr.accuracy": float(np.mean(list(acc.values()))) if acc else float("nan")}
 
 

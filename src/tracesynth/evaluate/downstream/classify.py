@@ -110,11 +110,11 @@ def train_test_accuracies(train: pd.DataFrame, test: pd.DataFrame, *, classes_fr
     """Accuracy on the labelled flows `test` of each classifier trained on `train` (train-on-X, test-on-real).
 
     The classes are the `max_classes` most frequent labels of `classes_from` (default `test`), the rest
-    "other", so every candidate is judged on the same classes. None when `test` has fewer than two labels
-    or `train` has no `label` column.
+    "other", so every candidate is judged on the same classes. None when a table lacks a `label` column
+    (a test side of one class is fine: accuracy is still defined).
     """
     ref = test if classes_from is None else classes_from
-    if not (is_labelled(test) and is_labelled(ref) and FLOW_LABEL in train.columns) or len(train) == 0:
+    if not all(FLOW_LABEL in t.columns for t in (train, test, ref)) or len(train) == 0 or len(test) == 0:
         return None
     keep = ref[FLOW_LABEL].astype(str).value_counts().index[:max_classes].tolist()
     x, y = _subsample(flow_features(train), group_rare(train[FLOW_LABEL].astype(str).to_numpy(), keep), max_train,
