@@ -27,7 +27,11 @@ def test_evaluate_pcap_vs_pcap_writes_every_number(tmp_path, caida_1k, synth_pca
     assert set(result["netshare"]) == PAPER_KEYS["packets"]
     assert result["netshare"]["SA"] == 0 and result["netshare"]["PS"] > 0
     assert "downstream" not in result and result["rows"] == {"real": 1000, "synthetic": 1000}
-    assert "NetShare metrics" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "NetShare metrics: SYNTH vs REAL" in printed
+    # issue 12 item 7: every printed score says what it was compared with
+    assert "compared with" in printed and "time split of REAL" in printed
+    assert result["compared_with"]["privacy"] == result["privacy"]["split"]
 
 
 def test_evaluate_flow_csv_with_baseline(tmp_path, ugr16_1k, perturb):

@@ -5,6 +5,7 @@ import numpy as np
 
 from tracesynth.evaluate.baseline import column_shuffle
 from tracesynth.evaluate.fidelity import fidelity
+from tracesynth.evaluate.split import split_flows
 from tracesynth.evaluate.structure import flow_distributions, flow_level, mutual_information, two_sample_tests
 
 
@@ -30,7 +31,8 @@ def test_shuffle_baseline_fools_marginals_but_not_the_classifier(caida_table):
     f = fidelity(caida_table, shuffled, "packets")
     assert f["avg_jsd"] < 1e-9 and f["avg_emd_scaled"] < 1e-9  # every marginal kept exactly
     auc = two_sample_tests(caida_table, shuffled, "packets", seed=0)
-    assert auc["records_auc"] > 0.9 and auc["flows_auc"] > 0.9
+    # folds grouped by 5-tuple: 0.80 in EVALUATION.md's independent scorer (0.98 with folds by record)
+    assert auc["records_auc"] > 0.75 and auc["flows_auc"] > 0.9
     fl = flow_level(caida_table, shuffled)
     assert fl["flows"]["synthetic"] > 2 * fl["flows"]["real"]  # shuffling breaks flows apart
     mi = mutual_information(caida_table, shuffled, "packets")
@@ -41,3 +43,11 @@ def test_identical_tables_are_indistinguishable(caida_small):
     auc = two_sample_tests(caida_small, caida_small, "packets", seed=0)
     assert auc == {"records_auc": 0.5, "flows_auc": 0.5}
     assert all(v["abs_diff"] == 0 for v in mutual_information(caida_small, caida_small, "packets").values())
+
+
+def test_two_real_flow_disjoint_halves_are_indistinguishable(caida_table):
+    """Regression (issue 12 item 7): folds grouped by identical rows let the trees recognise a flow's
+    siblings across folds and told two real halves apart (AUC ~0.95); grouped by 5-tuple they score ~0.5."""
+    halves = split_flows(caida_table, holdout=0.5, seed=1)
+    auc = two_sample_tests(halves.train, halves.holdout, "packets", seed=0)
+    assert 0.35 < auc["records_auc"] < 0.65 and 0.35 < auc["flows_auc"] < 0.65

@@ -22,13 +22,18 @@ _NO_DOWNSTREAM = typer.Option(False, "--no-downstream", help="Skip the downstrea
                               "sketches, anomaly detection).")
 _SEED = typer.Option(0, "--seed", help="Seed for subsampling, splits and models.")
 
-#: (label, summary key, what good looks like)
-HEADLINE = (("avg JSD (SA DA SP DP PR)", "avg_jsd", "0"), ("avg scaled EMD, fields", "avg_emd_scaled", "0"),
-            ("avg scaled EMD, flow shapes", "flow_emd_scaled", "0"), ("classifier AUC, records", "records_auc", "0.5"),
-            ("classifier AUC, flows", "flows_auc", "0.5"), ("mutual info |diff| (nats)", "mi_abs_diff", "0"),
-            ("exact copies of training", "exact_match_share", "0"), ("NN distance ratio", "nn_distance_ratio", "1"),
-            ("traffic type Spearman", "traffic_type_spearman", "1"),
-            ("heavy hitters Spearman", "heavy_hitter_spearman", "1"), ("anomaly Spearman", "anomaly_spearman", "1"))
+#: (label, summary key, what good looks like, key of what it is compared with in result["compared_with"])
+HEADLINE = (("avg JSD (SA DA SP DP PR)", "avg_jsd", "0", "fidelity"),
+            ("avg scaled EMD, fields", "avg_emd_scaled", "0", "fidelity"),
+            ("avg scaled EMD, flow shapes", "flow_emd_scaled", "0", "flow_level"),
+            ("classifier AUC, records", "records_auc", "0.5", "classifier"),
+            ("classifier AUC, flows", "flows_auc", "0.5", "classifier"),
+            ("mutual info |diff| (nats)", "mi_abs_diff", "0", "fidelity"),
+            ("exact copies of training", "exact_match_share", "0", "privacy"),
+            ("NN distance ratio", "nn_distance_ratio", "1", "privacy"),
+            ("traffic type Spearman", "traffic_type_spearman", "1", "traffic_type"),
+            ("heavy hitters Spearman", "heavy_hitter_spearman", "1", "heavy_hitters"),
+            ("anomaly Spearman", "anomaly_spearman", "1", "anomaly"))
 
 
 def _num(value: Any) -> str:
@@ -37,8 +42,9 @@ def _num(value: Any) -> str:
 
 def _print_result(result: dict) -> None:
     base = result.get("baseline")
-    ns = Table(title=f"NetShare metrics ({result['kind']}: {result['rows']['real']:,} real vs "
-                     f"{result['rows']['synthetic']:,} synthetic records)")
+    ns = Table(title=f"NetShare metrics: SYNTH vs REAL ({result['kind']}: {result['rows']['real']:,} real vs "
+                     f"{result['rows']['synthetic']:,} synthetic records"
+                     + ("; baseline = column shuffle of REAL vs REAL)" if base else ")"))
     ns.add_column("metric")
     ns.add_column("synthetic", justify="right")
     if base:
@@ -51,11 +57,14 @@ def _print_result(result: dict) -> None:
         head.add_column(col, justify=just)
     if base:
         head.add_column("baseline", justify="right")
-    for label, key, best in HEADLINE:
+    head.add_column("compared with", justify="left")
+    against = result.get("compared_with", {})
+    for label, key, best, section in HEADLINE:
         value = result["summary"].get(key)
         if value is None and key.endswith("spearman") and (base is None or base["summary"].get(key) is None):
             continue
-        head.add_row(label, _num(value), best, *([_num(base["summary"].get(key))] if base else []))
+        head.add_row(label, _num(value), best, *([_num(base["summary"].get(key))] if base else []),
+                     against.get(section, "REAL"))
     out.print(head)
 
 

@@ -217,7 +217,15 @@ def _rows(result: dict) -> dict[str, list]:
             row("heavy hitters (sketches x keys)", "downstream", "heavy_hitters", "spearman"),
             row("anomaly detection (NetML modes)", "downstream", "anomaly", "spearman")],
     }
-    return {k: v for k, v in tables.items() if v}
+    against = result.get("compared_with", {})
+    section = {"NetShare": "fidelity", "Scale-free": "fidelity", "Categorical": "fidelity", "Flow-level": "flow_level",
+               "Classifier": "classifier", "Mutual": "fidelity", "Privacy": "privacy"}
+    titled = {}
+    for title, rows in tables.items():
+        key = section.get(title.split()[0])
+        where = against.get(key) if key else "REAL (see each task: traffic type, sketches, anomaly)"
+        titled[f"{title} - compared with {where}" if where else title] = rows
+    return {k: v for k, v in titled.items() if v}
 
 
 def _fmt(value: Any) -> str:

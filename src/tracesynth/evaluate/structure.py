@@ -14,9 +14,9 @@ from threadpoolctl import threadpool_limits
 from sklearn.metrics import mutual_info_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 
-from ..schema import TraceKind
+from ..schema import FLOW_KEY, TraceKind
 from . import metrics as m
-from .flowstats import flow_summary, flow_view, within_flow_gaps
+from .flowstats import flow_codes, flow_summary, flow_view, within_flow_gaps
 
 #: Pairs whose dependence matters (NetShare's fields); the last uses bytes for flow records.
 MI_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -53,43 +53,63 @@ def record_features(table: pd.DataFrame, kind: TraceKind) -> np.ndarray:
     return np.hstack([c.astype(np.float64) for c in cols])
 
 
-def flow_features(table: pd.DataFrame) -> np.ndarray:
+def flow_features(table: pd.DataFrame, summary: pd.DataFrame | None = None) -> np.ndarray:
     """Per-flow summary features: 5-tuple (IP octets), records, packets, bytes, duration, mean gap."""
-    s = flow_summary(table)
+    s = flow_summary(table) if summary is None else summary
     parts = [m.ip_octets(s["srcip"].to_numpy()), m.ip_octets(s["dstip"].to_numpy()),
              s[["srcport", "dstport", "proto", "records", "packets", "bytes", "duration", "mean_gap"]].to_numpy()]
     return np.hstack([p.astype(np.float64) for p in parts])
 
 
-def classifier_auc(real_x: np.ndarray, synth_x: np.ndarray, *, seed: int = 0, max_rows: int = 20_000,
+def classifier_auc(real_x: np.ndarray, synth_x: np.ndarray, *, real_groups: np.ndarray | None = None,
+                   synth_groups: np.ndarray | None = None, seed: int = 0, max_rows: int = 20_000,
                    folds: int = 3) -> float:
     """Cross-validated ROC AUC of gradient-boosted trees separating real rows from synthetic rows.
 
     Each side is subsampled to `max_rows` (balanced classes keep AUC meaningful); NaN if a side is too small.
-    Identical rows are kept in one fold (grouped by content): otherwise a row copied from real to synthetic
-    sits in training with one label and in testing with the other, which drives AUC *below* 0.5.
+    Folds are grouped: `real_groups` / `synth_groups` give each row a group id in one shared code space (the
+    5-tuple flow, see `shared_flow_codes`), and a group never straddles folds. Otherwise the trees learn a
+    flow's records in training and recognise its siblings in testing, which tells two *real* flow-disjoint
+    halves apart (AUC 0.95 on caida-10k) and drives a copy of real below 0.5. Without groups, identical rows
+    form the groups (the least that keeps a copied row out of both training and testing).
     """
     rng = np.random.default_rng(seed)
     n = min(len(real_x), len(synth_x), max_rows)
     if n < 2 * folds:
         return float("nan")
-    x = np.vstack([real_x[rng.choice(len(real_x), n, replace=False)],
-                   synth_x[rng.choice(len(synth_x), n, replace=False)]])
+    ri, si = rng.choice(len(real_x), n, replace=False), rng.choice(len(synth_x), n, replace=False)
+    x = np.vstack([real_x[ri], synth_x[si]])
     y = np.r_[np.ones(n), np.zeros(n)]
-    clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
-    _, groups = np.unique(x, axis=0, return_inverse=True)
-    groups = rng.permutation(int(groups.max()) + 1)[groups.ravel()]  # spread duplicates across folds at random
+    if real_groups is None or synth_groups is None:
+        _, groups = np.unique(x, axis=0, return_inverse=True)
+    else:
+        _, groups = np.unique(np.r_[np.asarray(real_groups)[ri], np.asarray(synth_groups)[si]], return_inverse=True)
+    groups = rng.permutation(int(groups.max()) + 1)[groups.ravel()]  # spread groups across folds at random
     if len(np.unique(groups)) < folds:
-        return 0.5  # fewer distinct rows than folds: nothing tells the sides apart
+        return 0.5  # fewer distinct groups than folds: nothing tells the sides apart
+    clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
     with threadpool_limits(limits=1):  # OpenMP pools oversubscribe a small shared machine (20x slower)
         scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(folds), scoring="roc_auc")
     return float(np.nanmean(scores))
 
 
-def two_sample_tests(real: pd.DataFrame, synth: pd.DataFrame, kind: TraceKind, *, seed: int = 0) -> dict:
-    """Classifier AUC on records and on per-flow summaries (0.5 = indistinguishable)."""
-    return {"records_auc": classifier_auc(record_features(real, kind), record_features(synth, kind), seed=seed),
-            "flows_auc": classifier_auc(flow_features(real), flow_features(synth), seed=seed)}
+def shared_flow_codes(*tables: pd.DataFrame) -> list[np.ndarray]:
+    """5-tuple flow ids of every row of each table, in one code space (the same flow gets the same id)."""
+    keys = pd.concat([t[list(FLOW_KEY)] for t in tables], ignore_index=True)
+    codes, _ = flow_codes(keys)
+    return np.split(codes, np.cumsum([len(t) for t in tables])[:-1])
+
+
+def two_sample_tests(real: pd.DataFrame, synth: pd.DataFrame, kind: TraceKind, *, seed: int = 0,
+                     max_rows: int = 20_000) -> dict:
+    """Classifier AUC on records and on per-flow summaries, folds grouped by 5-tuple (0.5 = indistinguishable)."""
+    rg, sg = shared_flow_codes(real, synth)
+    sr, ss = flow_summary(real), flow_summary(synth)
+    fr, fs = shared_flow_codes(sr, ss)
+    return {"records_auc": classifier_auc(record_features(real, kind), record_features(synth, kind), seed=seed,
+                                          real_groups=rg, synth_groups=sg, max_rows=max_rows),
+            "flows_auc": classifier_auc(flow_features(real, sr), flow_features(synth, ss), seed=seed,
+                                        real_groups=fr, synth_groups=fs, max_rows=max_rows)}
 
 
 def mutual_information(real: pd.DataFrame, synth: pd.DataFrame, kind: TraceKind, *,

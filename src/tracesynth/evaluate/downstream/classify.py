@@ -68,6 +68,20 @@ def _subsample(x: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator):
     return x[idx], y[idx]
 
 
+def accuracies(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
+               seed: int = 0) -> dict[str, float]:
+    """Test accuracy of each of CLASSIFIERS trained on (x, y); one class only: the share of it in the test."""
+    out: dict[str, float] = {}
+    for name in CLASSIFIERS:
+        if len(np.unique(y)) < 2:  # one class only: the "classifier" always says it
+            out[name] = float(np.mean(y_test == y[0])) if len(y) else float("nan")
+            continue
+        with threadpool_limits(limits=1), warnings.catch_warnings():  # 1 thread: OpenMP oversubscribes
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a capped MLP/LR is still a fair comparison
+            out[name] = float(make_classifier(name, seed).fit(x, y).score(x_test, y_test))
+    return out
+
+
 def traffic_type(real: pd.DataFrame, synth: pd.DataFrame, *, seed: int = 0, max_train: int = 20_000,
                  test_fraction: float = 0.3, max_classes: int = 10) -> dict | None:
     """Accuracy on a real held-out split of each classifier trained on real vs on synthetic, and Spearman.
@@ -85,15 +99,24 @@ def traffic_type(real: pd.DataFrame, synth: pd.DataFrame, *, seed: int = 0, max_
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=stratify)
     x_sy, y_sy = flow_features(synth), group_rare(synth[FLOW_LABEL].astype(str).to_numpy(), keep)
     sides = {"real": _subsample(x_tr, y_tr, max_train, rng), "synthetic": _subsample(x_sy, y_sy, max_train, rng)}
-    acc: dict[str, dict[str, float]] = {side: {} for side in sides}
-    for side, (xs, ys) in sides.items():
-        for name in CLASSIFIERS:
-            if len(np.unique(ys)) < 2:  # one class only: the "classifier" always says it
-                acc[side][name] = float(np.mean(y_te == ys[0])) if len(ys) else float("nan")
-                continue
-            with threadpool_limits(limits=1), warnings.catch_warnings():  # 1 thread: OpenMP oversubscribes
-                warnings.simplefilter("ignore", ConvergenceWarning)  # a capped MLP/LR is still a fair comparison
-                acc[side][name] = float(make_classifier(name, seed).fit(xs, ys).score(x_te, y_te))
+    acc = {side: accuracies(xs, ys, x_te, y_te, seed=seed) for side, (xs, ys) in sides.items()}
     log.info("traffic-type accuracies: %s", acc)
     return {"accuracy": acc, "classes": int(len(counts)), "test_rows": int(len(y_te)),
             "spearman": spearman([acc["real"][c] for c in CLASSIFIERS], [acc["synthetic"][c] for c in CLASSIFIERS])}
+
+
+def train_test_accuracies(train: pd.DataFrame, test: pd.DataFrame, *, classes_from: pd.DataFrame | None = None,
+                          seed: int = 0, max_train: int = 20_000, max_classes: int = 10) -> dict[str, float] | None:
+    """Accuracy on the labelled flows `test` of each classifier trained on `train` (train-on-X, test-on-real).
+
+    The classes are the `max_classes` most frequent labels of `classes_from` (default `test`), the rest
+    "other", so every candidate is judged on the same classes. None when a table lacks a `label` column
+    (a test side of one class is fine: accuracy is still defined).
+    """
+    ref = test if classes_from is None else classes_from
+    if not all(FLOW_LABEL in t.columns for t in (train, test, ref)) or len(train) == 0 or len(test) == 0:
+        return None
+    keep = ref[FLOW_LABEL].astype(str).value_counts().index[:max_classes].tolist()
+    x, y = _subsample(flow_features(train), group_rare(train[FLOW_LABEL].astype(str).to_numpy(), keep), max_train,
+                      np.random.default_rng(seed))
+    return accuracies(x, y, flow_features(test), group_rare(test[FLOW_LABEL].astype(str).to_numpy(), keep), seed=seed)
