@@ -11,7 +11,7 @@ from ..errors import UserError
 from ._app import app, err
 
 # Each module registers its commands on `app` (heavy imports happen inside the commands).
-from . import io_cmds, model_cmds, eval_cmds, serve_cmds  # noqa: E402,F401  (help lists them in this order)
+from . import io_cmds, model_cmds, eval_cmds, bench_cmds, serve_cmds  # noqa: E402,F401  (help lists them in this order)
 
 
 #: OpenMP threads sleep at a barrier instead of spinning (unless the user set a policy). Read once, when
