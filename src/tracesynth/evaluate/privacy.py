@@ -92,8 +92,11 @@ class MemberSets:
 
 
 def member_sets(train_flows: np.ndarray, holdout_flows: np.ndarray, *, seed: int = 0) -> MemberSets:
-    """Draw S (as many training flows as held-out flows, seeded) and scale everything by the training ranges."""
-    rng = np.random.default_rng(seed)
+    """Draw S (as many training flows as held-out flows, seeded) and scale everything by the training ranges.
+
+    The generator is keyed (seed, "members") so S is independent of a split drawn with the same seed.
+    """
+    rng = np.random.default_rng([seed, 0x6D656D62])
     in_s = np.zeros(len(train_flows), dtype=bool)
     in_s[rng.permutation(len(train_flows))[:min(len(holdout_flows), len(train_flows))]] = True
     members, holdout, unseen = scale_by(train_flows, train_flows[in_s], holdout_flows, train_flows[~in_s])

@@ -128,8 +128,7 @@ FIELD_MEASURES: dict[TraceKind, dict[str, str]] = {
                 "tcp_flags": "jsd", "time_gap": "gap"},
     "flows": {"td": "log_emd", "pkt": "log_emd", "byt": "log_emd", "label": "jsd", "ts_gap": "gap"},
 }
-_MEASURE_TEXT = {"jsd": "exact-value JSD", "emd": "scale-free EMD", "log_emd": "scale-free EMD of log1p",
-                 "gap": "scale-free EMD of inter-record gaps / mean gap"}
+_MEASURE_TEXT = {"jsd": "exact-value JSD", "emd": "scale-free EMD", "log_emd": "scale-free EMD of log1p"}
 
 
 def field_distance(reference: pd.DataFrame, candidate: pd.DataFrame, name: str, how: str, kind: TraceKind) -> float:
@@ -154,8 +153,14 @@ def _relative_gaps(times: np.ndarray) -> np.ndarray:
     return gaps / mean if mean > 0 else gaps
 
 
-@family(*[Metric(f"field.{f}", 0.0, m.JSD_MAX if how == "jsd" else INF, "min",
-                 f"{_MEASURE_TEXT[how]} of {f} vs held-out", (kind,))
+def _field_text(name: str, how: str, kind: TraceKind) -> str:
+    if how == "gap":
+        return f"scale-free EMD of the gaps between consecutive {TIME_COLUMN[kind]} values, each over its " \
+               "side's mean gap (arrival shape, not rate), vs held-out"
+    return f"{_MEASURE_TEXT[how]} of {name} vs held-out"
+
+
+@family(*[Metric(f"field.{f}", 0.0, m.JSD_MAX if how == "jsd" else INF, "min", _field_text(f, how, kind), (kind,))
           for kind, fields in FIELD_MEASURES.items() for f, how in fields.items()])
 def _fields(x: Inputs) -> dict[str, float]:
     return {f"field.{f}": field_distance(x.holdout, x.candidate, f, how, x.kind)
