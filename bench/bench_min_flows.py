@@ -25,15 +25,15 @@ DATA = ROOT.parent / "shared" / "data"
 
 from tracesynth import read_trace, write_trace  # noqa: E402
 from tracesynth.benchmark import BenchmarkSpec, run_benchmark  # noqa: E402
-from tracesynth.flows.sizing import flow_keys  # noqa: E402
+from tracesynth.schema import flow_codes  # noqa: E402
 
 #: the metrics `marginals` cannot fake: field pairs, classifiers, flow shapes
 METRICS = ("pairs.tv_mean", "auc.records", "auc.flows", "flow.records_emd", "flow.bytes_emd", "flow.duration_emd")
 
 
 def flow_slice(table, n_flows: int, seed: int):
-    keys = flow_keys(table)
-    pick = np.random.default_rng(seed).choice(int(keys.max()) + 1, n_flows, replace=False)
+    keys, n = flow_codes(table)
+    pick = np.random.default_rng(seed).choice(n, n_flows, replace=False)
     return table[np.isin(keys, pick)].reset_index(drop=True)
 
 

@@ -63,6 +63,15 @@ def flow_key_words(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return pack_flow_key(*(table[c].to_numpy() for c in FLOW_KEY))
 
 
+def flow_codes(table: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Dense flow ids (0..n-1, in order of first appearance) of every record's 5-tuple, and the flow count."""
+    hosts, service = flow_key_words(table)
+    host_code, _ = pd.factorize(hosts)
+    key = (host_code.astype(np.uint64) << np.uint64(40)) | service
+    codes, uniques = pd.factorize(key)
+    return codes.astype(np.int64), len(uniques)
+
+
 #: Name of the time column of each kind of table.
 TIME_COLUMN: dict[str, str] = {"packets": "time", "flows": "ts"}
 

@@ -171,10 +171,9 @@ def _run_seed(spec: BenchmarkSpec, table: pd.DataFrame, kind: TraceKind, seed: i
 
 
 def _flows(table: pd.DataFrame) -> int:
-    from ..flows.sizing import flow_keys
+    from ..schema import flow_codes
 
-    keys = flow_keys(table)
-    return int(keys.max()) + 1 if len(keys) else 0
+    return flow_codes(table)[1]
 
 
 def write_split(split, folder: Path) -> tuple[Path, Path]:

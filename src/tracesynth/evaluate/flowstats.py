@@ -11,16 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..schema import FLOW_KEY, flow_key_words, table_kind
-
-
-def flow_codes(table: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """Dense flow ids (0..n-1, in order of first appearance) for every record, and the flow count."""
-    hosts, service = flow_key_words(table)
-    host_code, _ = pd.factorize(hosts)
-    key = (host_code.astype(np.uint64) << np.uint64(40)) | service
-    codes, uniques = pd.factorize(key)
-    return codes.astype(np.int64), len(uniques)
+from ..schema import FLOW_KEY, flow_codes, flow_key_words, table_kind  # noqa: F401 (flow_codes re-exported)
 
 
 @dataclass

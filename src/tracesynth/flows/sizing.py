@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..config import TraceSynthConfig
 from ..errors import UserError
-from ..schema import TIME_COLUMN, flow_key_words
+from ..schema import TIME_COLUMN, flow_codes
 from .chunking import chunk_windows
 
 log = logging.getLogger(__name__)
@@ -69,19 +69,13 @@ class Sizing:
         return asdict(self)
 
 
-def flow_keys(table: pd.DataFrame) -> np.ndarray:
-    """Each record's 5-tuple as a dense integer code (0 .. flows - 1)."""
-    hi, lo = flow_key_words(table)
-    return pd.MultiIndex.from_arrays([hi, lo]).factorize()[0].astype(np.int64)
-
-
 def chunk_flow_samples(table: pd.DataFrame, config: TraceSynthConfig, n_chunks: int,
                        keys: np.ndarray | None = None) -> np.ndarray:
     """Flow samples per chunk [n_chunks] if `table` were cut into `n_chunks` windows (as `split_chunks`
-    cuts it: same windows, same length cap), without building the chunks. `keys`: `flow_keys(table)`."""
+    cuts it: same windows, same length cap), without building the chunks. `keys`: `schema.flow_codes(table)[0]`."""
     if len(table) == 0:
         return np.zeros(n_chunks, dtype=np.int64)
-    keys = flow_keys(table) if keys is None else keys
+    keys = flow_codes(table)[0] if keys is None else keys
     times = table[TIME_COLUMN[config.kind]].to_numpy(np.float64)
     chunk_of, _ = chunk_windows(times, with_chunks(config, n_chunks))
     pairs, records = np.unique(keys * n_chunks + chunk_of, return_counts=True)
@@ -104,8 +98,7 @@ def choose_sizing(table: pd.DataFrame, config: TraceSynthConfig) -> Sizing:
     ch, tr = config.chunking, config.training
     if config.privacy is not None:   # nothing may depend on the private trace: bounds, as NetShare's fixed values
         return _private_sizing(table, config)
-    keys = flow_keys(table)
-    flows = int(keys.max()) + 1 if len(keys) else 0
+    keys, flows = flow_codes(table)
     if flows < MIN_FLOWS:
         raise UserError(f"trace too small: {flows} flow(s) (5-tuples); fit needs at least {MIN_FLOWS} to learn "
                         "more than each field's marginal distribution (docs/pipeline.md, \"Automatic sizing\")")
@@ -172,4 +165,4 @@ def resolve_sizing(table: pd.DataFrame, config: TraceSynthConfig) -> tuple[Trace
 
 
 __all__ = ["MIN_BATCH", "MIN_FLOWS", "STEPS_PER_EPOCH", "Sizing", "auto_batch", "choose_sizing",
-           "chunk_flow_samples", "flow_keys", "resolve_sizing", "sized_for_inspection", "with_chunks"]
+           "chunk_flow_samples", "resolve_sizing", "sized_for_inspection", "with_chunks"]
