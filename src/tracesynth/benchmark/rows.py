@@ -89,14 +89,18 @@ def run_model(job: ModelJob, train: pd.DataFrame, progress: ProgressCallback | N
     proc = ctx.Process(target=_child, args=(asdict(job), str(train_path), str(synth_path), str(result_path), events),
                        name=f"benchmark-{job.model}")
     proc.start()
-    while proc.is_alive() or not events.empty():
-        try:
-            event = events.get(timeout=0.5)
-        except queue_mod.Empty:
-            continue
-        if progress is not None:
-            progress(event)
-    proc.join()
+    try:
+        while proc.is_alive() or not events.empty():
+            try:
+                event = events.get(timeout=0.5)
+            except queue_mod.Empty:
+                continue
+            if progress is not None:
+                progress(event)
+    finally:  # Ctrl-C or an error here: the fit must not outlive the benchmark
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
     if not result_path.exists():
         raise InternalError(f"benchmark: the {job.model} fit process ended with exit code {proc.exitcode} and "
                             "no result (killed for memory?)")
@@ -110,6 +114,7 @@ def _child(job: dict, train_path: str, synth_path: str, result_path: str, events
     """Runs in the spawned process: fit, sample, write the table and the cost (or the error)."""
     job = ModelJob(**job)
     out = Path(result_path)
+    _exit_with_parent()
     try:
         cost = _fit_and_sample(job, train_path, synth_path, events.put)
         out.write_text(json.dumps({"cost": asdict(cost)}))
@@ -117,6 +122,22 @@ def _child(job: dict, train_path: str, synth_path: str, result_path: str, events
         out.write_text(json.dumps({"error": str(exc), "user": True}))
     except Exception as exc:  # reported by the parent as an internal error with its message
         out.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}", "user": False}))
+
+
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """End this process when the benchmark that started it is gone (killed without a chance to stop us:
+    its SIGTERM/SIGKILL does not reach a spawned child), instead of fitting on as an orphan."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _cpu_s() -> float:
