@@ -128,3 +128,18 @@ def test_candidate_of_the_other_kind_is_one_clear_line(caida_small, ugr_table):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="no records"):
         sc.score(sp.train, sp.holdout, sp.train.iloc[:0], "packets")
+
+
+def test_field_distance_known_values():
+    import pandas as pd
+
+    ref = pd.DataFrame({"time": np.arange(0.0, 100.0, 1.0), "ttl": np.r_[np.full(50, 64), np.full(50, 128)]})
+    faster = pd.DataFrame({"time": np.arange(0.0, 50.0, 0.5), "ttl": np.full(100, 64)})
+    # the same regular arrival process at twice the rate: gap shape identical
+    assert sc.field_distance(ref, faster, "time_gap", "gap", "packets") == 0.0
+    assert sc.field_distance(ref, faster, "ttl", "jsd", "packets") == pytest.approx(
+        0.5 * (0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)) + 0.5 * np.log(1 / 0.75))
+    flows = pd.DataFrame({"ts": [0.0, 1.0], "byt": [np.e - 1, np.e ** 3 - 1]})  # log1p: 1 and 3, range 2
+    shifted = flows.assign(byt=[np.e ** 2 - 1, np.e ** 4 - 1])  # log1p: 2 and 4, EMD 1
+    assert sc.field_distance(flows, shifted, "byt", "log_emd", "flows") == pytest.approx(0.5)
+    assert np.isnan(sc.field_distance(flows, shifted, "label", "jsd", "flows"))
