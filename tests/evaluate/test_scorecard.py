@@ -1,7 +1,7 @@
 """The benchmark scorecard on real traces: the `real` floor, and the two baselines each caught where they fail.
 
 Rows follow the benchmark protocol: split flows 80/20, score each candidate against the held-out part.
-Figures these bounds come from (caida-10k, seed 0): real AUC records/flows 0.50/0.48, marginals 0.79/0.91,
+Figures these bounds come from (caida-10k, seed 0): real AUC records/flows 0.52/0.48, marginals 0.75/0.92,
 copy MIA 0.84 and exact copy 1.0; docs/evaluation.md has the full tables.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_marginals_is_caught_by_joint_metrics_not_by_per_field_jsd(which, reques
     assert fidelity(sp.train, r["_cand"]["marginals"], sp.kind)["avg_jsd"] < 0.04  # vs train: marginals kept
     assert abs(m["jsd.mean"] - r["real"]["jsd.mean"]) < 0.03  # per-field JSD vs held-out: at the floor
     assert m["pairs.tv_mean"] > r["real"]["pairs.tv_mean"] + 0.02  # but 2-way marginals are lost
-    assert m["auc.records"] > r["real"]["auc.records"] + 0.2 and m["auc.flows"] > 0.8
+    assert m["auc.records"] > r["real"]["auc.records"] + 0.15 and m["auc.flows"] > 0.8
     assert m["privacy.mia_auc"] < 0.6 and m["privacy.exact_copy"] < 0.02  # and nothing is memorised
 
 
