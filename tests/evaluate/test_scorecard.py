@@ -143,3 +143,16 @@ def test_field_distance_known_values():
     shifted = flows.assign(byt=[np.e ** 2 - 1, np.e ** 4 - 1])  # log1p: 2 and 4, EMD 1
     assert sc.field_distance(flows, shifted, "byt", "log_emd", "flows") == pytest.approx(0.5)
     assert np.isnan(sc.field_distance(flows, shifted, "label", "jsd", "flows"))
+
+
+@pytest.mark.parametrize("fixture", ["caida_small", "ugr_table"])
+def test_the_held_out_part_scored_against_itself_is_perfect(fixture, request):
+    table = request.getfixturevalue(fixture)
+    sp = split_flows(table, seed=1)
+    r = sc.score(sp.train, sp.holdout, sp.holdout.copy(), sp.kind, seed=0)
+    distances = [k for k, mt in sc.METRICS.items() if k in r and mt.direction == "min"
+                 and k.split(".")[0] in ("jsd", "emd", "field", "pairs", "flow", "tcp")]
+    assert distances and all(r[k] == 0 or math.isnan(r[k]) for k in distances), {k: r[k] for k in distances}
+    assert abs(r["auc.records"] - 0.5) < 0.1 and abs(r["auc.flows"] - 0.5) < 0.1
+    assert r["hh.spearman"] == pytest.approx(1.0)
+    assert r["privacy.closer_to_train"] == 0.0 and r["privacy.mia_auc"] < 0.5  # it *is* the held-out part
