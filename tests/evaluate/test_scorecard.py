@@ -1,7 +1,7 @@
 """The benchmark scorecard on real traces: the `real` floor, and the two baselines each caught where they fail.
 
 Rows follow the benchmark protocol: split flows 80/20, score each candidate against the held-out part.
-Figures these bounds come from (caida-10k, seed 0): real AUC records/flows 0.50/0.48, marginals 0.79/0.91,
+Figures these bounds come from (caida-10k, seed 0): real AUC records/flows 0.52/0.48, marginals 0.75/0.92,
 copy MIA 0.84 and exact copy 1.0; docs/evaluation.md has the full tables.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_marginals_is_caught_by_joint_metrics_not_by_per_field_jsd(which, reques
     assert fidelity(sp.train, r["_cand"]["marginals"], sp.kind)["avg_jsd"] < 0.04  # vs train: marginals kept
     assert abs(m["jsd.mean"] - r["real"]["jsd.mean"]) < 0.03  # per-field JSD vs held-out: at the floor
     assert m["pairs.tv_mean"] > r["real"]["pairs.tv_mean"] + 0.02  # but 2-way marginals are lost
-    assert m["auc.records"] > r["real"]["auc.records"] + 0.2 and m["auc.flows"] > 0.8
+    assert m["auc.records"] > r["real"]["auc.records"] + 0.15 and m["auc.flows"] > 0.8
     assert m["privacy.mia_auc"] < 0.6 and m["privacy.exact_copy"] < 0.02  # and nothing is memorised
 
 
@@ -128,3 +128,31 @@ def test_candidate_of_the_other_kind_is_one_clear_line(caida_small, ugr_table):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="no records"):
         sc.score(sp.train, sp.holdout, sp.train.iloc[:0], "packets")
+
+
+def test_field_distance_known_values():
+    import pandas as pd
+
+    ref = pd.DataFrame({"time": np.arange(0.0, 100.0, 1.0), "ttl": np.r_[np.full(50, 64), np.full(50, 128)]})
+    faster = pd.DataFrame({"time": np.arange(0.0, 50.0, 0.5), "ttl": np.full(100, 64)})
+    # the same regular arrival process at twice the rate: gap shape identical
+    assert sc.field_distance(ref, faster, "time_gap", "gap", "packets") == 0.0
+    assert sc.field_distance(ref, faster, "ttl", "jsd", "packets") == pytest.approx(
+        0.5 * (0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)) + 0.5 * np.log(1 / 0.75))
+    flows = pd.DataFrame({"ts": [0.0, 1.0], "byt": [np.e - 1, np.e ** 3 - 1]})  # log1p: 1 and 3, range 2
+    shifted = flows.assign(byt=[np.e ** 2 - 1, np.e ** 4 - 1])  # log1p: 2 and 4, EMD 1
+    assert sc.field_distance(flows, shifted, "byt", "log_emd", "flows") == pytest.approx(0.5)
+    assert np.isnan(sc.field_distance(flows, shifted, "label", "jsd", "flows"))
+
+
+@pytest.mark.parametrize("fixture", ["caida_small", "ugr_table"])
+def test_the_held_out_part_scored_against_itself_is_perfect(fixture, request):
+    table = request.getfixturevalue(fixture)
+    sp = split_flows(table, seed=1)
+    r = sc.score(sp.train, sp.holdout, sp.holdout.copy(), sp.kind, seed=0)
+    distances = [k for k, mt in sc.METRICS.items() if k in r and mt.direction == "min"
+                 and k.split(".")[0] in ("jsd", "emd", "field", "pairs", "flow", "tcp")]
+    assert distances and all(r[k] == 0 or math.isnan(r[k]) for k in distances), {k: r[k] for k in distances}
+    assert abs(r["auc.records"] - 0.5) < 0.1 and abs(r["auc.flows"] - 0.5) < 0.1
+    assert r["hh.spearman"] == pytest.approx(1.0)
+    assert r["privacy.closer_to_train"] == 0.0 and r["privacy.mia_auc"] < 0.5  # it *is* the held-out part

@@ -7,6 +7,9 @@
 - `privacy`: exact copies, 5-tuple overlap, nearest-neighbour distance ratio (`privacy.py`);
 - `downstream`: traffic-type prediction, heavy-hitter sketches, NetML anomaly detection (`downstream/`);
 - `baseline` (optional): the same for the column-shuffled real trace, so readers see what "good" means.
+The held-out benchmark protocol lives beside it: `split.split_flows` (flow-disjoint train / held-out),
+`baseline.marginals` / `baseline.copy` (the trivial rows) and `scorecard.score` (flat, declared metrics of a
+candidate against the held-out part; `scorecard.METRICS` documents each).
 `evaluate_paths` / `report_paths` read either side with `tracesynth.io.read_trace` (pcap, pcapng, CSV,
 parquet) and write JSON / one self-contained HTML file.
 """
