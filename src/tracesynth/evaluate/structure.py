@@ -15,7 +15,6 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 from sklearn.metrics import mutual_info_score
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.model_selection import GroupKFold, cross_val_score
 
 from ..schema import FLOW_KEY, TraceKind
