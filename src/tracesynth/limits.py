@@ -120,19 +120,19 @@ def available_memory() -> int | None:
     return None
 
 
-def check_generate_size(records: float, what: str = "records") -> int:
-    """The number of records to generate, or one UserError line when it is not finite, above
-    MAX_GENERATE_RECORDS, or needs more memory than the machine has available (estimate)."""
-    if not math.isfinite(records) or records < 0:
-        raise UserError(f"--count/--scale: the requested size ({records}) must be a finite, non-negative number")
+def check_generate_size(records: int | float, option: str = "--count") -> int:
+    """The number of records to generate, or one UserError line (naming `option`) when it is not a
+    finite non-negative number, passes MAX_GENERATE_RECORDS, or needs more memory than is available."""
+    if isinstance(records, float) and not math.isfinite(records) or records < 0:
+        raise UserError(f"{option}: the output size must be a finite, non-negative number, got {records}")
+    if records > MAX_GENERATE_RECORDS:
+        raise UserError(f"{option}: {records:,.0f} records is more than one generate writes "
+                        f"({MAX_GENERATE_RECORDS:,}); ask for fewer, or write several files with different --seed")
     n = int(round(records))
-    if n > MAX_GENERATE_RECORDS:
-        raise UserError(f"--count/--scale: {n:,} {what} is more than one generate writes "
-                        f"({MAX_GENERATE_RECORDS:,}); ask for fewer, or generate several files with different --seed")
     need = n * GENERATE_BYTES_PER_RECORD
     avail = available_memory()
     if avail is not None and need > avail:
-        raise UserError(f"--count/--scale: {n:,} {what} need about {_gib(need)} of memory, but "
+        raise UserError(f"{option}: {n:,} records need about {_gib(need)} of memory to generate, but "
                         f"{_gib(avail)} is available; ask for at most {avail // GENERATE_BYTES_PER_RECORD:,}")
     return n
 
