@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Optional
 from uuid import UUID
 
 from fastapi import FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -19,6 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from .. import __version__
+from .._atomic import clean_stale_parts
 from ..errors import ConfigError, UserError
 from .auth import COOKIE, TokenMiddleware, token_matches
 from .jobs import Conflict, JobManager, NotFound
@@ -43,6 +45,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     """Build the app; the job scheduler starts and stops with the app's lifespan."""
     for folder in (settings.data_dir, settings.uploads_dir, settings.jobs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_parts(settings.data_dir, recursive=True)  # uploads and job outputs a killed server left
     store = Store(settings.db_path)
     manager = JobManager(settings, store)
     env = make_environment()
@@ -70,6 +73,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
 
 def _add_error_handlers(app: FastAPI, env: Any) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        """422 naming each bad field. The offending input is not echoed: it may hold NaN or Infinity,
+        which JSON cannot carry (FastAPI's default handler would fail on them with a 500)."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> Response:
         status = next(code for cls, code in _STATUS if isinstance(exc, cls))
