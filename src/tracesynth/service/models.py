@@ -73,6 +73,7 @@ class UploadOut(BaseModel):
     kind: str
     summary: dict[str, Any]
     created: float
+    owner: str = Field("", description="the user who uploaded it (empty in single-user mode)")
 
 
 class JobOut(BaseModel):
@@ -89,6 +90,7 @@ class JobOut(BaseModel):
     created: float
     started: Optional[float]
     finished: Optional[float]
+    owner: str = Field("", description="the user who started it (empty in single-user mode)")
 
 
 def resolve_config(request: JobRequest, kind: str) -> TraceSynthConfig:
