@@ -90,9 +90,10 @@ class JobManager:
         self._wake.set()
         return job
 
-    def get(self, job_id: str, user: User = SOLE_USER) -> JobRecord:
-        """The job, if `user` may see it: another user's job is as absent as a job that never was."""
-        job = self.store.get_job(job_id)
+    def get(self, job_id: str, user: User = SOLE_USER, config: bool = True) -> JobRecord:
+        """The job, if `user` may see it: another user's job is as absent as a job that never was.
+        `config=False`: without the stored run configuration (what the API shows of a job)."""
+        job = self.store.get_job(job_id, config=config)
         if job is None or not user.may_see(job.owner):
             raise NotFound(f"no job {job_id}")
         return job

@@ -163,14 +163,16 @@ class Store:
         assert job is not None
         return job
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def get_job(self, job_id: str, config: bool = True) -> JobRecord | None:
+        """One job; `config=False` leaves the stored run configuration (most of `params`) out of
+        `params`, cut by SQLite, so a status request does not parse kilobytes of JSON it never shows."""
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {_columns(config)} FROM jobs WHERE id=?", (job_id,)).fetchone()
         return None if row is None else _job(row)
 
     def list_jobs(self, status: str | None = None, upload_id: str | None = None,
-                  owner: str | None = None) -> list[JobRecord]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+                  owner: str | None = None, config: bool = True) -> list[JobRecord]:
+        sql, args = f"SELECT {_columns(config)} FROM jobs WHERE 1=1", []
         if owner is not None:
             sql, args = sql + " AND owner=?", args + [owner]
         if status is not None:
@@ -251,6 +253,14 @@ class Store:
         with self._connect() as db:
             rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: int(r["n"]) for r in rows}
+
+
+def _columns(config: bool) -> str:
+    """The job columns to select; without the config, `params` is cut by SQLite's json_remove."""
+    if config:
+        return "*"
+    return ", ".join("json_remove(params, '$.config') AS params" if c == "params" else c
+                     for c in JobRecord.__dataclass_fields__)
 
 
 def _upload(row: sqlite3.Row) -> UploadRecord:
