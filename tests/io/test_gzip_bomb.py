@@ -63,3 +63,21 @@ def test_gzip_limit_is_the_ratio_between_a_floor_and_a_cap():
     assert limits.gzip_limit(1000) == limits.MIN_GZIP_LIMIT
     assert limits.gzip_limit(10 << 20) == limits.MAX_GZIP_RATIO * (10 << 20)
     assert limits.gzip_limit(1 << 40) == limits.MAX_GUNZIPPED
+
+
+def test_parquet_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
+    """Parquet compresses too: 2M constant rows are a few kB on disk."""
+    import pandas as pd
+
+    monkeypatch.setattr(limits, "MIN_GZIP_LIMIT", 1 << 20)
+    n = 2_000_000
+    table = pd.DataFrame({"ts": [1.0] * n, "td": 0.5, "srcip": 1, "dstip": 2, "srcport": 3, "dstport": 4,
+                          "proto": 6, "pkt": 1, "byt": 40})
+    path = tmp_path / "bomb.parquet"
+    table.to_parquet(path, index=False)
+    assert path.stat().st_size * limits.MAX_GZIP_RATIO < n * 9 * 8
+    with pytest.raises(TraceFormatError, match="refused as a decompression bomb"):
+        read_trace(path)
+    small = tmp_path / "ok.parquet"
+    table.head(1000).to_parquet(small, index=False)
+    assert len(read_trace(small).table) == 1000
