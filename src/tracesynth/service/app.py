@@ -33,7 +33,11 @@ from .views import STATIC, make_environment, render
 
 log = logging.getLogger(__name__)
 
-_STATUS = [(NotFound, 404), (Conflict, 409), (UploadTooLarge, 413), (NotATrace, 415), (BadTrace, 422),
+class Unauthorized(UserError):
+    """No valid token on a route that acts for a user (HTTP 401)."""
+
+
+_STATUS = [(Unauthorized, 401), (NotFound, 404), (Conflict, 409), (UploadTooLarge, 413), (NotATrace, 415), (BadTrace, 422),
            (ConfigError, 422), (UserError, 422)]
 _MEDIA = {"pcap": "application/vnd.tcpdump.pcap", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
@@ -76,7 +80,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 async def user_of(request: Request) -> User:
     """The user the request acts for (set by TokenMiddleware). Async, like every cheap dependency and
     route here: a sync one costs a thread-pool round trip per request (issue 14, item 10)."""
-    return request.scope.get("state", {}).get("user") or SOLE_USER
+    user = request.scope.get("state", {}).get("user", SOLE_USER)
+    if user is None:  # an open path (the sign-in form) reached without a token: it acts for nobody
+        raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'")
+    return user
 
 
 def _owned(user: User) -> str | None:
