@@ -47,6 +47,7 @@ def upload_id(idle_client, sample):
     ({"overrides": {"privacy": 7}, "dp_epsilon": 2}, "overrides.privacy: must be a mapping"),
     ({"overrides": {"training": {"lr_generator": float("inf")}}}, "overrides.training.lr_generator: must be a finite"),
     ({"overrides": {"kind": "flows"}}, "overrides.kind"),
+    ({"overrides": {"training": {"checkpoint_every": None}}}, "training.checkpoint_every"),  # found by hypothesis
     ({"overrides": {"model": {"attribute_num_units": 1_000_000_000}}}, "more than the limit"),
     ({"overrides": {"x": [[[[[[[[[[1]]]]]]]]]]}}, "nest at most"),
 ])
@@ -70,6 +71,24 @@ def test_any_json_value_in_any_field_is_2xx_or_4xx(idle_client, upload_id, field
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.dictionaries(st.sampled_from(SECTIONS), json_values, max_size=3))
 def test_any_override_section_value_is_2xx_or_4xx(idle_client, upload_id, overrides):
+    status, r = _post(idle_client, {"upload_id": upload_id, "overrides": overrides})
+    assert status < 500, (overrides, r.text)
+
+
+def _known_keys() -> list[tuple[str, str]]:
+    from tracesynth.config import preset
+
+    data = preset("pcap").model_dump(mode="json")
+    return [(section, key) for section, value in data.items() if isinstance(value, dict) for key in value]
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(st.tuples(st.sampled_from(_known_keys()), json_values), min_size=1, max_size=3))
+def test_any_value_for_a_real_config_key_is_2xx_or_4xx(idle_client, upload_id, items):
+    """Every real key of every section (model.sample_len, time.window, ...) with any JSON value."""
+    overrides: dict = {}
+    for (section, key), value in items:
+        overrides.setdefault(section, {})[key] = value
     status, r = _post(idle_client, {"upload_id": upload_id, "overrides": overrides})
     assert status < 500, (overrides, r.text)
 

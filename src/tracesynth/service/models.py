@@ -106,7 +106,9 @@ def resolve_config(request: JobRequest, kind: str) -> TraceSynthConfig:
         _refuse_paths(request.overrides)
         data = _deep_merge(data, request.overrides)
     data["training"]["epochs"] = request.epochs
-    data["training"]["checkpoint_every"] = min(data["training"]["checkpoint_every"], request.epochs)
+    every = data["training"].get("checkpoint_every")
+    if isinstance(every, (int, float)) and not isinstance(every, bool):  # anything else: validation names it
+        data["training"]["checkpoint_every"] = min(every, request.epochs)
     data["training"]["seed"] = request.seed
     if request.chunks is not None:
         data["chunking"]["n_chunks"] = request.chunks
