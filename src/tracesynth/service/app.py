@@ -12,8 +12,8 @@ from typing import Any, AsyncIterator, Optional
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Form, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
@@ -33,12 +33,13 @@ from .views import STATIC, make_environment, render
 
 log = logging.getLogger(__name__)
 
+
 class Unauthorized(UserError):
     """No valid token on a route that acts for a user (HTTP 401)."""
 
 
-_STATUS = [(Unauthorized, 401), (NotFound, 404), (Conflict, 409), (UploadTooLarge, 413), (NotATrace, 415), (BadTrace, 422),
-           (ConfigError, 422), (UserError, 422)]
+_STATUS = [(Unauthorized, 401), (NotFound, 404), (Conflict, 409), (UploadTooLarge, 413), (NotATrace, 415),
+           (BadTrace, 422), (ConfigError, 422), (UserError, 422)]
 _MEDIA = {"pcap": "application/vnd.tcpdump.pcap", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -138,8 +139,9 @@ def _add_api(app: FastAPI, settings: ServiceSettings, store: Store, manager: Job
         return rec
 
     @app.get("/api/health", tags=["service"])
-    async def health() -> dict[str, Any]:
-        """Liveness and queue figures."""
+    def health() -> dict[str, Any]:
+        """Liveness and queue figures (sync: `running()` waits for the scheduler's lock, which must
+        never stall the event loop)."""
         return {"status": "ok", "version": __version__, "running": manager.running(),
                 "max_jobs": settings.max_jobs, "jobs": store.count_by_status()}
 
@@ -283,7 +285,7 @@ def _add_pages(app: FastAPI, settings: ServiceSettings, store: Store, manager: J
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(user: User = Depends(user_of)) -> HTMLResponse:
         uploads = {u.id: u for u in store.list_uploads(owner=_owned(user))}
-        return page("index.html", uploads=list(uploads.values()), jobs=store.list_jobs(owner=_owned(user)),
+        return page("index.html", uploads=list(uploads.values()), jobs=store.list_jobs(owner=_owned(user), config=False),
                     upload_names=uploads, max_upload_mb=settings.max_upload_mb)
 
     @app.get("/uploads/{upload_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -291,7 +293,7 @@ def _add_pages(app: FastAPI, settings: ServiceSettings, store: Store, manager: J
         rec = store.get_upload(str(upload_id))
         if rec is None or not user.may_see(rec.owner):
             raise NotFound(f"no upload {upload_id}")
-        return page("upload.html", upload=rec, jobs=store.list_jobs(upload_id=rec.id, owner=_owned(user)),
+        return page("upload.html", upload=rec, jobs=store.list_jobs(upload_id=rec.id, owner=_owned(user), config=False),
                     default_preset="pcap" if rec.kind == "packets" else "netflow")
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
