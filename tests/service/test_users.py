@@ -156,3 +156,14 @@ def test_unused_uuid_is_404_for_everyone(team):
     client, h, _, _ = team
     for name in ("alice", "root"):
         assert client.get(f"/api/jobs/{uuid.uuid4()}", headers=h[name]).status_code == 404
+
+
+def test_damaged_users_file_refuses_start_but_not_a_running_server(team, settings):
+    from tracesynth.errors import UserError
+    from tracesynth.service.app import create_app
+
+    client, h, _, _ = team
+    settings.users_path.write_text('{"users": [{"name": 1}]}')
+    assert client.get("/api/jobs", headers=h["alice"]).status_code == 200  # the users read before still hold
+    with pytest.raises(UserError, match="not a tracesynth users file"):
+        create_app(settings)

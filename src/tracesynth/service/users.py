@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,8 @@ from typing import Any
 
 from .._atomic import atomic_open
 from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 USERS_FILE = "users.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -111,6 +114,7 @@ class UserBook:
         self._shared = token_hash(shared_token) if shared_token else None
         self._stamp: tuple[int, int] | None = None
         self._by_hash: dict[str, User] = {}
+        self._loaded = False
         self._refresh()
 
     @property
@@ -142,6 +146,15 @@ class UserBook:
             stamp = None
         if stamp == self._stamp:
             return
-        self._by_hash = {u["token_sha256"]: User(u["name"], bool(u.get("admin", False)))
-                         for u in _read(self.path)}
+        first = not self._loaded
         self._stamp = stamp
+        try:
+            self._by_hash = {u["token_sha256"]: User(u["name"], bool(u.get("admin", False)))
+                             for u in _read(self.path)}
+        except UserError as exc:
+            if first:  # at start-up: `tracesynth serve` stops with this message (exit code 2)
+                raise
+            # while serving: keep the users last read (a half-edited file must not lock everyone out
+            # or turn requests into 500s) until the file changes again
+            log.error("%s; still using the users read before", exc)
+        self._loaded = True
