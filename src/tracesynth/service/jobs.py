@@ -22,8 +22,8 @@ from typing import Any
 from ..errors import UserError
 from .models import JobRequest, output_format, resolve_config
 from .settings import ServiceSettings
-from .users import SOLE_USER, User
 from .store import (ACTIVE_STATES, CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, JobRecord, Store)
+from .users import SOLE_USER, User
 
 log = logging.getLogger(__name__)
 
