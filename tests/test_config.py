@@ -90,3 +90,42 @@ def test_unknown_preset_and_bad_file(tmp_path):
     bad.write_text("chunking: [unclosed")
     with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
         load_config(bad)
+
+
+# ---- model size limit (issue 14, item 5b) ---------------------------------------------------------
+def test_huge_model_is_refused_before_anything_is_allocated():
+    """attribute_num_units: 1e9 was OOM-killed at 23.8 GB; now one ConfigError line naming the keys."""
+    msg = _bad(lambda d: d["model"].update(attribute_num_units=1_000_000_000))
+    assert msg.startswith("cfg.yaml: invalid config: model: these sizes make about ")
+    assert "*_num_units" in msg and "\n" not in msg and "<root>" not in msg
+
+
+def test_huge_batch_is_refused_by_the_memory_estimate():
+    msg = _bad(lambda d: d["training"].update(batch_size=10_000_000))
+    assert "training would need about" in msg and "training.batch_size" in msg
+
+
+def test_parameter_estimate_matches_the_built_networks():
+    """The estimate is the networks' real size (within 1%) for spans of the estimated widths."""
+    from tracesynth.encoders.base import Span
+    from tracesynth.limits import _field_width, parameter_estimate
+    from tracesynth.model.dgan import DoppelGANger
+
+    for name in ("pcap", "netflow"):
+        cfg = preset(name)
+        a_dim = sum(_field_width(f) for f in cfg.fields if f.role == "attribute") + 1 + 2 * (1 + cfg.chunking.n_chunks)
+        d_dim = sum(_field_width(f) for f in cfg.fields if f.role == "feature") + 1
+        model = DoppelGANger([Span(a_dim, "sigmoid")], [Span(d_dim, "sigmoid")], cfg.flow_length.max_flow_len,
+                             cfg.model)
+        real = sum(p.numel() for p in model.parameters())
+        assert abs(parameter_estimate(cfg) - real) / real < 0.01, name
+
+
+def test_presets_and_a_large_real_model_stay_below_the_limits():
+    from tracesynth.limits import MAX_MODEL_PARAMETERS, check_model_size, parameter_estimate
+
+    cfg = preset("pcap")
+    assert parameter_estimate(cfg) < MAX_MODEL_PARAMETERS / 10
+    data = cfg.model_dump(mode="json")
+    data["model"].update(attribute_num_units=2048, critic_num_units=2048, attr_critic_num_units=2048)
+    check_model_size(config_from_dict(data))  # 4x NetShare's widths: big, but accepted

@@ -167,6 +167,9 @@ class TraceSynthConfig(_Section):
         if self.flow_length.max_flow_len % self.model.sample_len:
             raise ValueError(f"model.sample_len ({self.model.sample_len}) must divide "
                              f"flow_length.max_flow_len ({self.flow_length.max_flow_len})")
+        from .limits import check_model_size
+
+        check_model_size(self)  # before anything is allocated: a typo in a size must not OOM the machine
         return self
 
     def field(self, name: str) -> FieldConfig:
@@ -288,8 +291,9 @@ def preset(name: str) -> TraceSynthConfig:
 def _format_validation(exc: ValidationError, source: str) -> str:
     parts = []
     for e in exc.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        parts.append(f"{key}: {e['msg']}")
+        key = ".".join(str(p) for p in e["loc"])
+        # a whole-config validator's message names its own keys: no "<root>: Value error, " before it
+        parts.append(f"{key}: {e['msg']}" if key else e["msg"].removeprefix("Value error, "))
     return f"{source}: invalid config: " + "; ".join(parts)
 
 

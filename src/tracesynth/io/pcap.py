@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import limits
 from ..errors import TraceFormatError
 from ..progress import ProgressCallback, emit
 from ..schema import PACKET_COLUMNS
@@ -30,8 +31,6 @@ PCAP_MAGICS = {
 PCAP_HEADER_LEN = 24
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_GZIP_DEPTH = 3
-#: Refuse to inflate a gzip member beyond this many bytes (a decompression bomb, not a capture).
-MAX_GUNZIPPED = 4 << 30
 _CHUNK = 64 << 20
 
 EXTRA_COLUMNS = ("icmp_type", "icmp_code")
@@ -124,8 +123,9 @@ def classic_records(buf: np.ndarray, path: Path, report: ReadReport) -> PacketRe
     return PacketRecords(rec_off, caplen, wirelen, np.full(rec_off.shape, linktype, np.int64), time)
 
 
-def _inflate_members(data: bytes, path: Path, report: ReadReport) -> bytes:
-    """Inflate every gzip member of `data`; a truncated stream keeps what inflated, with a warning."""
+def _inflate_members(data: bytes, path: Path, report: ReadReport, limit: int) -> bytes:
+    """Inflate every gzip member of `data` up to `limit` bytes in all (more is refused as a decompression
+    bomb before it is held in memory); a truncated stream keeps what inflated, with a warning."""
     out: list[bytes] = []
     size = 0
     while data:
@@ -133,13 +133,12 @@ def _inflate_members(data: bytes, path: Path, report: ReadReport) -> bytes:
         pending = data
         try:
             while not inflater.eof:
-                chunk = inflater.decompress(pending, _CHUNK)
+                chunk = inflater.decompress(pending, min(_CHUNK, limit - size + 1))
                 pending = inflater.unconsumed_tail
                 out.append(chunk)
                 size += len(chunk)
-                if size > MAX_GUNZIPPED:
-                    raise TraceFormatError(path, f"gzip data inflates beyond {MAX_GUNZIPPED >> 30} GiB; "
-                                           "decompress it yourself if it really is a capture", 0)
+                if size > limit:
+                    raise TraceFormatError(path, _bomb_message(limit), 0)
                 if not chunk and not pending:
                     break
         except zlib.error as exc:
@@ -160,12 +159,21 @@ def _inflate_members(data: bytes, path: Path, report: ReadReport) -> bytes:
     return b"".join(out)
 
 
+def _bomb_message(limit: int) -> str:
+    return (f"gzip data inflates to more than {limit / 2**20:.0f} MiB ({limits.MAX_GZIP_RATIO}x its compressed "
+            f"size, at least {limits.MIN_GZIP_LIMIT >> 20} MiB); refused as a decompression bomb. If it "
+            "really is a capture, decompress it yourself (gunzip) and read the result")
+
+
 def gunzip_capture(buf: np.ndarray, path: Path, report: ReadReport) -> np.ndarray:
-    """Inflate a gzip-compressed capture (up to MAX_GZIP_DEPTH times) and check that it is pcap/pcapng."""
+    """Inflate a gzip-compressed capture (up to MAX_GZIP_DEPTH times) and check that it is pcap/pcapng.
+
+    Every layer together may inflate to `limits.gzip_limit(compressed size)` bytes (docs/cli.md, "Limits")."""
     data = buf.tobytes()
+    limit = limits.gzip_limit(len(data))
     depth = 0
     while data[:2] == GZIP_MAGIC and depth < MAX_GZIP_DEPTH:
-        data = _inflate_members(data, path, report)
+        data = _inflate_members(data, path, report, limit)
         depth += 1
     report.notes["gzip_layers"] = depth
     magic = int.from_bytes(data[:4], "little") if len(data) >= 4 else None

@@ -91,10 +91,31 @@ def read_table_file(path: str | Path, mapping: dict[str, str] | None = None, fmt
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    _check_parquet_size(path)
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a damaged file
         raise TraceFormatError(path, f"not a readable Parquet file ({exc}); re-export it") from None
+
+
+def _check_parquet_size(path: Path) -> None:
+    """Parquet is compressed too: refuse, from its footer, a table whose rows x columns x 8 bytes pass
+    the inflation limit of a gzip file of its size (`limits.gzip_limit`), before decoding anything."""
+    from .. import limits
+
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+    except Exception:  # unreadable footer: pd.read_parquet below says so
+        return
+    estimate = int(meta.num_rows) * max(1, int(meta.num_columns)) * 8
+    limit = limits.gzip_limit(path.stat().st_size)
+    if estimate > limit:
+        raise TraceFormatError(path, f"Parquet table of {meta.num_rows:,} rows x {meta.num_columns} columns "
+                               f"would inflate to about {estimate / 2**20:,.0f} MiB, more than "
+                               f"{limits.MAX_GZIP_RATIO}x its size ({limit / 2**20:,.0f} MiB); refused as a "
+                               "decompression bomb. Split it into smaller files", 0)
 
 
 def _first_line(path: Path) -> str:

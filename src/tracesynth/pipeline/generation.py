@@ -102,10 +102,15 @@ def split_target(total: int, weights: np.ndarray) -> np.ndarray:
 
 
 def target_records(real_records: int, count: int | None, scale: float | None) -> int:
-    """The requested output size: `count` records, or `scale` x the training size (default 1.0)."""
+    """The requested output size: `count` records, or `scale` x the training size (default 1.0).
+
+    Bounded up front (`limits.check_generate_size`): a size past the documented cap or the memory the
+    machine has is refused with an estimate, instead of generating until the OS kills the process."""
+    from ..limits import check_generate_size
+
     if count is not None:
-        return int(count)
-    return int(round(real_records * (1.0 if scale is None else float(scale))))
+        return check_generate_size(int(count), "--count")
+    return check_generate_size(real_records * (1.0 if scale is None else float(scale)), "--scale")
 
 
 def absolute_times(flow_start: np.ndarray, flow_id: np.ndarray, iat: np.ndarray) -> np.ndarray:

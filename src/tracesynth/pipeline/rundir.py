@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .._atomic import atomic_open
+from .._atomic import atomic_open, clean_stale_parts
 from ..config import TraceSynthConfig, config_from_dict
 from ..errors import UserError
 
@@ -117,6 +117,7 @@ class RunDir:
                 raise UserError(f"{self.path}: already holds {what} (manifest.json); pass --force to "
                                 "overwrite it or choose another --out")
             elif same:
+                clean_stale_parts(self.path, recursive=True)  # temporaries of the killed fit
                 return True
             else:
                 raise UserError(f"{self.path}: holds an unfinished fit of a different config or input; "

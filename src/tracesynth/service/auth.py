@@ -1,15 +1,16 @@
-"""Optional bearer token, checked on every request (pages, API, static files, OpenAPI docs).
+"""Bearer tokens, checked on every request (pages, API, static files, OpenAPI docs).
 
 An ASGI middleware, so nothing can be routed around it. API clients send `Authorization: Bearer T`;
 browsers sign in once on /login, which sets an HttpOnly, SameSite=Strict cookie holding the token.
-Tokens are compared in constant time.
+The token names the user (`users.UserBook`); the routes see it as `request.state.user`.
 """
 from __future__ import annotations
 
-import hmac
 import json
 from http.cookies import SimpleCookie
 from typing import Any, Awaitable, Callable
+
+from .users import SOLE_USER, UserBook
 
 COOKIE = "tracesynth_token"
 #: The only paths reachable without the token: the sign-in form itself.
@@ -17,10 +18,6 @@ OPEN_PATHS = ("/login",)
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
-
-
-def token_matches(expected: str, given: str | None) -> bool:
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def request_token(scope: Scope) -> str | None:
@@ -41,14 +38,19 @@ def request_token(scope: Scope) -> str | None:
 
 
 class TokenMiddleware:
-    """Reject any HTTP request without the right token: JSON 401 for the API, a sign-in page otherwise."""
+    """Find the request's user (`scope["state"]["user"]`) or reject it: JSON 401 for the API, a sign-in
+    page otherwise. With no users file and no shared token, every request is the sole (admin) user."""
 
-    def __init__(self, app: ASGIApp, token: str, login_page: Callable[[str], str]):
-        self.app, self.token, self.login_page = app, token, login_page
+    def __init__(self, app: ASGIApp, book: "UserBook", login_page: Callable[[str], str]):
+        self.app, self.book, self.login_page = app, book, login_page
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or \
-                token_matches(self.token, request_token(scope)):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        user = self.book.authenticate(request_token(scope)) if self.book.required else SOLE_USER
+        if user is not None or scope["path"] in OPEN_PATHS:
+            scope.setdefault("state", {})["user"] = user
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith("/api") or scope["path"] in ("/openapi.json", "/docs", "/redoc"):

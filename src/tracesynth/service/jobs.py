@@ -23,6 +23,7 @@ from ..errors import UserError
 from .models import JobRequest, output_format, resolve_config
 from .settings import ServiceSettings
 from .store import (ACTIVE_STATES, CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, JobRecord, Store)
+from .users import SOLE_USER, User
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,24 @@ class JobManager:
             self._workers.clear()
 
     # requests -----------------------------------------------------------------------------------
-    def submit(self, request: JobRequest) -> JobRecord:
+    def submit(self, request: JobRequest, user: User = SOLE_USER) -> JobRecord:
+        """Queue a job of `user` on one of the uploads they may see (another user's is a 404)."""
         upload = self.store.get_upload(str(request.upload_id))
-        if upload is None:
+        if upload is None or not user.may_see(upload.owner):
             raise NotFound(f"upload_id: no upload {request.upload_id}; upload the trace first")
         config = resolve_config(request, upload.kind)
         params = request.model_dump(mode="json", exclude={"overrides"})
         params.update(config=config.model_dump(mode="json"), output_format=output_format(request, upload.kind),
                       overrides=request.overrides)
-        job = self.store.add_job(str(uuid.uuid4()), upload.id, params)
+        job = self.store.add_job(str(uuid.uuid4()), upload.id, params, owner=user.name)
         self._wake.set()
         return job
 
-    def get(self, job_id: str) -> JobRecord:
-        job = self.store.get_job(job_id)
-        if job is None:
+    def get(self, job_id: str, user: User = SOLE_USER, config: bool = True) -> JobRecord:
+        """The job, if `user` may see it: another user's job is as absent as a job that never was.
+        `config=False`: without the stored run configuration (what the API shows of a job)."""
+        job = self.store.get_job(job_id, config=config)
+        if job is None or not user.may_see(job.owner):
             raise NotFound(f"no job {job_id}")
         return job
 

@@ -6,16 +6,23 @@ with the job, so a resumed job trains with exactly the configuration it started 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Optional
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config import TraceSynthConfig, _deep_merge, config_from_dict, preset
 from ..errors import ConfigError, UserError
 
 #: Config keys that name files on the server. A client must never make the server read a path it chose.
 _PATH_KEYS = (("word2vec", "pretrained"), ("privacy", "public_trace"))
+
+#: Config sections: an override of one must be a mapping (privacy may also be null: no DP).
+_SECTIONS = ("time", "chunking", "flow_length", "word2vec", "model", "training", "privacy")
+#: Overrides are a small config fragment: bounded nesting and size, so no request can make validation
+#: itself expensive.
+_MAX_OVERRIDE_DEPTH, _MAX_OVERRIDE_ITEMS = 8, 10_000
 
 #: Output format per trace kind when the request names none.
 DEFAULT_OUTPUT = {"packets": "pcap", "flows": "csv"}
@@ -34,14 +41,22 @@ class JobRequest(BaseModel):
     chunks: Optional[int] = Field(None, ge=1, le=100, description="time chunks (default: the preset's)")
     count: Optional[int] = Field(None, ge=1, le=50_000_000,
                                  description="packets/records to generate (exclusive with scale)")
-    scale: Optional[float] = Field(None, gt=0, le=100,
+    scale: Optional[float] = Field(None, gt=0, le=100, allow_inf_nan=False,
                                    description="output size as a multiple of the input (default 1.0)")
-    dp_epsilon: Optional[float] = Field(None, gt=0, le=1000, description="train with differential privacy")
+    dp_epsilon: Optional[float] = Field(None, gt=0, le=1000, allow_inf_nan=False,
+                                        description="train with differential privacy")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     output_format: Optional[Literal["pcap", "csv", "parquet"]] = Field(
         None, description="synthetic trace format; default pcap for packets, csv for flow records")
     overrides: Optional[dict[str, Any]] = Field(
         None, description="config keys merged into the preset, e.g. {\"model\": {\"sample_len\": 5}}")
+
+    @field_validator("overrides")
+    @classmethod
+    def _plain_json(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        if value is not None:
+            _check_json(value, "overrides", depth=0, budget=[_MAX_OVERRIDE_ITEMS])
+        return value
 
     @model_validator(mode="after")
     def _one_size(self) -> "JobRequest":
@@ -58,6 +73,7 @@ class UploadOut(BaseModel):
     kind: str
     summary: dict[str, Any]
     created: float
+    owner: str = Field("", description="the user who uploaded it (empty in single-user mode)")
 
 
 class JobOut(BaseModel):
@@ -74,6 +90,7 @@ class JobOut(BaseModel):
     created: float
     started: Optional[float]
     finished: Optional[float]
+    owner: str = Field("", description="the user who started it (empty in single-user mode)")
 
 
 def resolve_config(request: JobRequest, kind: str) -> TraceSynthConfig:
@@ -85,10 +102,13 @@ def resolve_config(request: JobRequest, kind: str) -> TraceSynthConfig:
                         f"use preset {DEFAULT_PRESET[kind]!r}")
     data = base.model_dump(mode="json")
     if request.overrides:
+        _check_sections(request.overrides)
         _refuse_paths(request.overrides)
         data = _deep_merge(data, request.overrides)
     data["training"]["epochs"] = request.epochs
-    data["training"]["checkpoint_every"] = min(data["training"]["checkpoint_every"], request.epochs)
+    every = data["training"].get("checkpoint_every")
+    if isinstance(every, (int, float)) and not isinstance(every, bool):  # anything else: validation names it
+        data["training"]["checkpoint_every"] = min(every, request.epochs)
     data["training"]["seed"] = request.seed
     if request.chunks is not None:
         data["chunking"]["n_chunks"] = request.chunks
@@ -109,3 +129,33 @@ def _refuse_paths(overrides: dict[str, Any]) -> None:
         part = overrides.get(section)
         if isinstance(part, dict) and part.get(key) is not None:
             raise ConfigError(f"overrides.{section}.{key}: file paths cannot be set through the service")
+
+
+def _check_json(value: Any, key: str, depth: int, budget: list[int]) -> None:
+    """Refuse non-finite numbers (JSON has none; NaN/Infinity would break the stored job and its
+    responses) and fragments nested deeper than _MAX_OVERRIDE_DEPTH or larger than _MAX_OVERRIDE_ITEMS."""
+    budget[0] -= 1
+    if depth > _MAX_OVERRIDE_DEPTH or budget[0] < 0:
+        raise ValueError(f"{key}: overrides nest at most {_MAX_OVERRIDE_DEPTH} levels and hold at most "
+                         f"{_MAX_OVERRIDE_ITEMS} values")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: must be a finite number, not {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_json(v, f"{key}.{k}", depth + 1, budget)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json(v, f"{key}.{i}", depth + 1, budget)
+
+
+def _check_sections(overrides: dict[str, Any]) -> None:
+    """An override of a config section must be a mapping; the trace kind comes from the upload."""
+    if "kind" in overrides:
+        raise ConfigError("overrides.kind: the trace kind comes from the upload; leave it out")
+    for section in _SECTIONS:
+        if section not in overrides:
+            continue
+        value = overrides[section]
+        if not isinstance(value, dict) and not (section == "privacy" and value is None):
+            raise ConfigError(f"overrides.{section}: must be a mapping of {section} keys to values, e.g. "
+                              f"{{\"{section}\": {{...}}}}, not {type(value).__name__}")

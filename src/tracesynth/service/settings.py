@@ -7,7 +7,8 @@ from pathlib import Path
 
 @dataclass
 class ServiceSettings:
-    """`token`: when set, every request needs `Authorization: Bearer <token>` (or the login cookie)."""
+    """`token`: when set, every request needs `Authorization: Bearer <token>` (or the login cookie).
+    Users with tokens of their own live in `users_path` (docs/service.md, "Users")."""
 
     data_dir: Path = Path("tracesynth-data")
     host: str = "127.0.0.1"
@@ -34,6 +35,11 @@ class ServiceSettings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def users_path(self) -> Path:
+        """The users file (`tracesynth serve users add`); absent: single-user mode."""
+        return self.data_dir / "users.json"
 
     @property
     def jobs_dir(self) -> Path:

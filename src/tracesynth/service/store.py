@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     format TEXT NOT NULL,
     kind TEXT NOT NULL,
     summary TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -50,10 +51,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, created);
 """
+#: Columns added after the first release: (table, column, definition), added to older databases.
+_MIGRATIONS = (("uploads", "owner", "TEXT NOT NULL DEFAULT ''"), ("jobs", "owner", "TEXT NOT NULL DEFAULT ''"))
 
 
 @dataclass
@@ -68,6 +72,8 @@ class UploadRecord:
     kind: str
     summary: dict[str, Any]
     created: float
+    #: the user who uploaded it ("" in the single-user modes)
+    owner: str = ""
 
 
 @dataclass
@@ -88,6 +94,7 @@ class JobRecord:
     started: float | None = None
     finished: float | None = None
     updated: float = 0.0
+    owner: str = ""
 
     @property
     def resumable(self) -> bool:
@@ -104,6 +111,9 @@ class Store:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            for table, column, definition in _MIGRATIONS:
+                if column not in {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -120,18 +130,23 @@ class Store:
     # uploads ------------------------------------------------------------------------------------
     def add_upload(self, rec: UploadRecord) -> None:
         with self._connect() as db:
-            db.execute("INSERT INTO uploads VALUES (?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO uploads (id, filename, stored_name, size, format, kind, summary, created, "
+                       "owner) VALUES (?,?,?,?,?,?,?,?,?)",
                        (rec.id, rec.filename, rec.stored_name, rec.size, rec.format, rec.kind,
-                        json.dumps(rec.summary), rec.created))
+                        json.dumps(rec.summary), rec.created, rec.owner))
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM uploads WHERE id=?", (upload_id,)).fetchone()
         return None if row is None else _upload(row)
 
-    def list_uploads(self) -> list[UploadRecord]:
+    def list_uploads(self, owner: str | None = None) -> list[UploadRecord]:
+        """Every upload, or only `owner`'s."""
+        sql, args = "SELECT * FROM uploads", ()
+        if owner is not None:
+            sql, args = sql + " WHERE owner=?", (owner,)
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM uploads ORDER BY created DESC").fetchall()
+            rows = db.execute(sql + " ORDER BY created DESC", args).fetchall()
         return [_upload(r) for r in rows]
 
     def delete_upload(self, upload_id: str) -> None:
@@ -139,22 +154,27 @@ class Store:
             db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
 
     # jobs ---------------------------------------------------------------------------------------
-    def add_job(self, job_id: str, upload_id: str, params: dict[str, Any]) -> JobRecord:
+    def add_job(self, job_id: str, upload_id: str, params: dict[str, Any], owner: str = "") -> JobRecord:
         now = time.time()
         with self._connect() as db:
-            db.execute("INSERT INTO jobs (id, upload_id, status, params, created, updated) VALUES (?,?,?,?,?,?)",
-                       (job_id, upload_id, QUEUED, json.dumps(params), now, now))
+            db.execute("INSERT INTO jobs (id, upload_id, status, params, created, updated, owner) "
+                       "VALUES (?,?,?,?,?,?,?)", (job_id, upload_id, QUEUED, json.dumps(params), now, now, owner))
         job = self.get_job(job_id)
         assert job is not None
         return job
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def get_job(self, job_id: str, config: bool = True) -> JobRecord | None:
+        """One job; `config=False` leaves the stored run configuration (most of `params`) out of
+        `params`, cut by SQLite, so a status request does not parse kilobytes of JSON it never shows."""
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {_columns(config)} FROM jobs WHERE id=?", (job_id,)).fetchone()
         return None if row is None else _job(row)
 
-    def list_jobs(self, status: str | None = None, upload_id: str | None = None) -> list[JobRecord]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+    def list_jobs(self, status: str | None = None, upload_id: str | None = None,
+                  owner: str | None = None, config: bool = True) -> list[JobRecord]:
+        sql, args = f"SELECT {_columns(config)} FROM jobs WHERE 1=1", []
+        if owner is not None:
+            sql, args = sql + " AND owner=?", args + [owner]
         if status is not None:
             sql, args = sql + " AND status=?", args + [status]
         if upload_id is not None:
@@ -233,6 +253,14 @@ class Store:
         with self._connect() as db:
             rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: int(r["n"]) for r in rows}
+
+
+def _columns(config: bool) -> str:
+    """The job columns to select; without the config, `params` is cut by SQLite's json_remove."""
+    if config:
+        return "*"
+    return ", ".join("json_remove(params, '$.config') AS params" if c == "params" else c
+                     for c in JobRecord.__dataclass_fields__)
 
 
 def _upload(row: sqlite3.Row) -> UploadRecord:

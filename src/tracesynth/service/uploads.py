@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from .._atomic import temporary_path
 from ..errors import UserError
 from ..io import read_trace, sniff_format
 from .store import UploadRecord
@@ -45,7 +46,7 @@ def display_name(name: str | None) -> str:
 async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int) -> tuple[Path, int]:
     """Write `chunks` to a fresh temporary file in `folder`, stopping with 413 once `limit` bytes pass."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".incoming-{uuid.uuid4().hex}.part"
+    tmp = temporary_path(folder, "incoming")  # owner-tagged: a restarted server removes it (clean_stale_parts)
     size = 0
     try:
         with open(tmp, "wb") as fh:

@@ -24,6 +24,9 @@ from .store import DONE, FAILED, Store
 
 log = logging.getLogger(__name__)
 
+#: Scheduling niceness of a worker process: training and generation yield the CPU to the web process,
+#: so status requests stay fast while a job runs (issue 14, item 10; docs/service.md, "Performance").
+WORKER_NICE = 10
 #: Progress writes at most this often (seconds), so a fast epoch loop never hammers the database.
 PROGRESS_INTERVAL_S = 0.5
 _STEPS = ("fit", "generate", "report")
@@ -132,6 +135,10 @@ def _die_with_parent() -> None:
     """Make this process (and its group) end when the server process ends, however it ends."""
     parent = os.getppid()
     os.setpgrp()  # own process group: cancel stops the worker and anything it started
+    try:
+        os.nice(WORKER_NICE)  # inherited by everything the worker starts (runner processes too)
+    except OSError:
+        pass
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
