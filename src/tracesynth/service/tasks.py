@@ -13,10 +13,14 @@ from ..progress import ProgressCallback
 
 
 def fit(trace: Path, run_dir: Path, config: Path, progress: ProgressCallback) -> Any:
-    """Train (or resume training) the run folder; an unfinished run folder resumes from its checkpoints."""
+    """Train (or resume training) the run folder; an unfinished run folder resumes from its checkpoints.
+
+    Fine-tuning workers: this job's share of the cores (the scheduler sets it for every job, see
+    `jobs.worker_threads`), not every core as `tracesynth fit` takes, since other jobs may run beside it."""
+    from .._parallel import generation_threads
     from ..pipeline.commands import fit_path
 
-    return fit_path(trace, run_dir, config=config, progress=progress)
+    return fit_path(trace, run_dir, config=config, workers=generation_threads(), progress=progress)
 
 
 def generate(run_dir: Path, out: Path, count: int | None, scale: float | None, seed: int,
