@@ -67,7 +67,7 @@ def parameter_estimate(cfg: "TraceSynthConfig") -> int:
     """
     m = cfg.model
     attrs = sum(_field_width(f) for f in cfg.fields if f.role == "attribute")
-    a_dim = attrs + 1 + 2 * (1 + cfg.chunking.n_chunks)
+    a_dim = attrs + 1 + 2 * (1 + (cfg.chunking.n_chunks or cfg.chunking.max_chunks))  # unset: its bound
     d_dim = sum(_field_width(f) for f in cfg.fields if f.role == "feature") + 1 + 2
     seq = cfg.flow_length.max_flow_len
 
@@ -86,7 +86,7 @@ def parameter_estimate(cfg: "TraceSynthConfig") -> int:
 def training_bytes_estimate(cfg: "TraceSynthConfig", parameters: int) -> int:
     """Training memory: parameter state plus one batch's activations (float32, forward and backward,
     the gradient penalty's second pass doubling the critic's)."""
-    m, batch = cfg.model, cfg.training.batch_size
+    m, batch = cfg.model, cfg.training.batch_size or cfg.training.max_batch_size  # unset: its bound
     widths = (m.attribute_num_layers * m.attribute_num_units
               + cfg.flow_length.max_flow_len * m.feature_num_layers * m.feature_num_units * 5
               + 2 * m.critic_num_layers * m.critic_num_units + 2 * m.attr_critic_num_layers * m.attr_critic_num_units)
