@@ -112,8 +112,8 @@ def test_parameter_estimate_matches_the_built_networks():
     from tracesynth.model.dgan import DoppelGANger
 
     for name in ("pcap", "netflow"):
-        cfg = preset(name)
-        a_dim = sum(_field_width(f) for f in cfg.fields if f.role == "attribute") + 1 + 2 * (1 + cfg.chunking.n_chunks)
+        cfg = preset(name)     # chunks unset: the estimate uses their bound, as a fit can choose at most that
+        a_dim = sum(_field_width(f) for f in cfg.fields if f.role == "attribute") + 1 + 2 * (1 + cfg.chunking.max_chunks)
         d_dim = sum(_field_width(f) for f in cfg.fields if f.role == "feature") + 1
         model = DoppelGANger([Span(a_dim, "sigmoid")], [Span(d_dim, "sigmoid")], cfg.flow_length.max_flow_len,
                              cfg.model)
