@@ -55,6 +55,12 @@ def test_chunks_follow_chunk_zero_not_the_mean():
     assert s.batch_size == auto_batch(int(counts[0]), 100)
 
 
+def test_batch_is_the_bound_once_chunk_zero_holds_one():
+    """Traces that fitted with NetShare's sizes train exactly as before (same batch, same cost)."""
+    assert [auto_batch(n, 100) for n in (100, 150, 409, 5000)] == [100] * 4
+    assert [auto_batch(n, 100) for n in (99, 60, 33, 20)] == [24, 15, 8, 8]
+
+
 def test_small_trace_one_chunk_quarter_batches():
     s = choose_sizing(packets(np.linspace(0, 10, 60)), preset("pcap"))
     assert (s.n_chunks, s.batch_size) == (1, 60 // STEPS_PER_EPOCH)

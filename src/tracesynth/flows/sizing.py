@@ -9,9 +9,10 @@ unset (None, as the presets do), `choose_sizing` picks them from the flow sample
   chunk is fine-tuned from it) holds at least `training.max_batch_size` flow samples; 1 when none does.
   Chunk 0 is what matters: traffic is not uniform in time (the bundled sample's first half-window holds
   2 of its 139 flows).
-- batch: a quarter of chunk 0's flow samples (so an epoch is at least 4 optimiser steps), at most
-  `training.max_batch_size` and at least MIN_BATCH. Traces with 400+ flow samples in chunk 0 keep the
-  preset's batch.
+- batch: `training.max_batch_size` (NetShare's 100) when chunk 0 holds that many flow samples, so every
+  trace that fitted with NetShare's sizes trains exactly as before, at the same cost; a smaller trace
+  (one chunk with fewer samples than that) trains with a quarter of its samples per batch, at least
+  MIN_BATCH, so that an epoch is still about 4 optimiser steps.
 
 A value set in the config (or by `--chunks`) is used as given; when it cannot work, the error names the
 largest value that would. A trace with fewer than MIN_FLOWS flow samples is refused (docs/pipeline.md
@@ -89,8 +90,13 @@ def with_chunks(config: TraceSynthConfig, n_chunks: int) -> TraceSynthConfig:
 
 
 def auto_batch(chunk0: int, max_batch: int) -> int:
-    """A quarter of chunk 0's flow samples, within [MIN_BATCH, max_batch]."""
-    return int(min(max_batch, max(MIN_BATCH, chunk0 // STEPS_PER_EPOCH)))
+    """`max_batch` when chunk 0 holds a batch of it, else a quarter of chunk 0's samples (>= MIN_BATCH).
+
+    Not a quarter throughout: ugr16-1k (80 samples in chunk 0 of 10) would then train with batches of 20,
+    four times the steps per epoch and about three times the CPU of NetShare's sizes."""
+    if chunk0 >= max_batch:
+        return int(max_batch)
+    return int(max(MIN_BATCH, chunk0 // STEPS_PER_EPOCH))
 
 
 def choose_sizing(table: pd.DataFrame, config: TraceSynthConfig) -> Sizing:
