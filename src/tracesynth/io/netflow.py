@@ -26,7 +26,7 @@ from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback, emit
 from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
 from . import ReadReport, Trace
-from .tables import _first_line, _split_header, canonical_column
+from .tables import _first_line, _split_header, canonical_column, clip_durations
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def _mapped_flows(src: _Source, spec: dict[str, str], report: ReadReport) -> pd.
     lines = _lines(src, keep)
     cols = {
         "ts": _times(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
-        "td": _times(sub, spec["td"], spec.get("td_unit", "s"), lines, unset_zero=True) if "td" in spec
+        "td": _durations(sub, spec["td"], spec.get("td_unit", "s"), lines, report) if "td" in spec
         else np.zeros(len(sub.frame)),
         "srcip": _column(sub, spec["srcip"], "srcip", lines),
         "dstip": _column(sub, spec["dstip"], "dstip", lines),
@@ -240,7 +240,7 @@ def _zeek_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, "ts", "s", lines), "td": _times(sub, "duration", "s", lines, unset_zero=True),
+        "ts": _times(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
         "srcip": _column(sub, "id.orig_h", "srcip", lines), "dstip": _column(sub, "id.resp_h", "dstip", lines),
         "srcport": _ports(sub, "id.orig_p", lines), "dstport": _ports(sub, "id.resp_p", lines),
         "proto": proto[keep],
@@ -271,7 +271,7 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, col["starttime"], "auto", lines), "td": _times(sub, col["dur"], "s", lines, unset_zero=True),
+        "ts": _times(sub, col["starttime"], "auto", lines), "td": _durations(sub, col["dur"], "s", lines, report),
         "srcip": _column(sub, col["srcaddr"], "srcip", lines), "dstip": _column(sub, col["dstaddr"], "dstip", lines),
         "srcport": _ports(sub, col["sport"], lines), "dstport": _ports(sub, col["dport"], lines),
         "proto": proto[keep],
@@ -431,6 +431,12 @@ def _times(src: _Source, col: str, unit: str, lines, unset_zero: bool = False) -
     if unit == "auto":
         unit = _time_unit(numbers)
     return numbers / _TS_UNITS[unit]
+
+
+def _durations(src: _Source, col: str, unit: str, lines, report: ReadReport) -> np.ndarray:
+    """Flow durations in seconds (unset -> 0); tiny negatives clipped and counted (`clip_durations`)."""
+    td = _times(src, col, unit, lines, unset_zero=True)
+    return clip_durations(td, report, src.path, lambda row: _where(lines, row), column=col)
 
 
 def _time_unit(numbers: np.ndarray) -> str:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 IP_COLUMNS = ("srcip", "dstip")
 #: Decimals written for every float column: nanoseconds, which a float64 epoch time cannot exceed.
 TIME_DECIMALS = 9
+#: Negative flow durations down to -TD_TOLERANCE seconds are clock jitter of flow meters (CICFlowMeter
+#: writes -1e-06 for some flows): they are clipped to 0 and counted. Anything more negative is refused.
+TD_TOLERANCE = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------- write
@@ -145,14 +148,39 @@ def _canonical_trace(raw: pd.DataFrame, kind: TraceKind, path: Path, container: 
     out: dict[str, np.ndarray] = {}
     for col, dtype in cols.items():
         out[col] = canonical_column(raw[col], col, dtype, path, first_line=2 if container == "csv" else None)
+    report = ReadReport(path=str(path), format=f"tracesynth-{kind}-{container}",
+                        records_seen=len(raw), records_kept=len(raw))
+    if kind == "flows":
+        first = 2 if container == "csv" else None
+        out["td"] = clip_durations(out["td"], report, path,
+                                   lambda row: f"line {first + row}" if first is not None else f"row {row}")
     table = pd.DataFrame(out)
     for col in raw.columns:
         if col not in cols:
             table[col] = raw[col].to_numpy()
-    report = ReadReport(path=str(path), format=f"tracesynth-{kind}-{container}",
-                        records_seen=len(table), records_kept=len(table))
     emit(progress, "read", len(table), len(table), "records")
     return Trace(canonicalize(table, kind), kind, report)
+
+
+def clip_durations(td: np.ndarray, report: ReadReport, path: Path, locate, column: str = "td") -> np.ndarray:
+    """Flow durations with tiny negatives (>= -TD_TOLERANCE s) clipped to 0 and counted in `report`.
+
+    Flow meters produce them from unordered timestamps; a larger negative is a broken record, refused
+    naming where it is (`locate(row)` -> "line N").
+    """
+    negative = td < 0
+    if not negative.any():
+        return td
+    broken = td < -TD_TOLERANCE
+    if broken.any():
+        row = int(np.flatnonzero(broken)[0])
+        raise UserError(f"{path}: {locate(row)}, column {column!r}: duration {float(td[row]):g} s is negative "
+                        f"(beyond the {TD_TOLERANCE:g} s tolerated as clock jitter); fix or remove that row")
+    count = int(negative.sum())
+    report.notes["negative_durations_clipped"] = report.notes.get("negative_durations_clipped", 0) + count
+    report.warnings.append(f"{path}: {count} flow duration(s) slightly below 0 (down to {float(td.min()):g} s) "
+                           "were set to 0")
+    return np.where(negative, 0.0, td)
 
 
 def canonical_column(values: pd.Series, col: str, dtype: np.dtype, path: Path,
