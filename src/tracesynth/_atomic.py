@@ -17,7 +17,7 @@ os.umask(_UMASK)
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -39,3 +39,19 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     with atomic_path(path) as tmp:
         with open(tmp, mode) as fh:
             yield fh
+
+
+def check_output_path(path: str | Path, what: str = "output") -> Path:
+    """`path` as a Path, or a UserError (one line) when it cannot become a file: it is a folder, or a
+    folder above it is a file. Called before long work, so a typo fails at once, not at the end."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: {what} is a folder; give a file name (e.g. {path / ('out' + (path.suffix or '.json'))})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{path}: cannot write the {what} there, {parent} is a file, not a folder")
+            break
+    return path

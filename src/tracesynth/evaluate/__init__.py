@@ -145,21 +145,32 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def read_table(path: str | Path, *, progress: ProgressCallback | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, *, progress: ProgressCallback | None = None, salvage: bool = False) -> pd.DataFrame:
     """Read any trace tracesynth reads (pcap, pcapng, flow CSV, parquet) as its canonical table."""
     from ..io import read_trace
 
-    return read_trace(path, progress=progress).table
+    return read_trace(path, progress=progress, salvage=salvage).table
+
+
+def _read_sides(real, synth, train, progress, salvage: bool):
+    """REAL, SYNTH and (if given) TRAIN as canonical tables."""
+    r = read_table(real, progress=progress, salvage=salvage)
+    s = read_table(synth, progress=progress, salvage=salvage)
+    t = read_table(train, progress=progress, salvage=salvage) if train is not None else None
+    return r, s, t
 
 
 def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | None = None,
                    json_out: str | Path | None = None, downstream: bool = True, baseline: bool = False,
-                   seed: int = 0, progress: ProgressCallback | None = None) -> dict:
-    """Read both traces, evaluate, optionally write the JSON (atomically); returns the JSON-ready dict."""
-    from .._atomic import atomic_open
+                   seed: int = 0, progress: ProgressCallback | None = None, salvage: bool = False) -> dict:
+    """Read both traces, evaluate, optionally write the JSON (atomically); returns the JSON-ready dict.
 
-    r, s = read_table(real, progress=progress), read_table(synth, progress=progress)
-    t = read_table(train, progress=progress) if train is not None else None
+    `salvage`: keep the packets before damage in the middle of a capture (see `read_trace`)."""
+    from .._atomic import atomic_open, check_output_path
+
+    if json_out is not None:
+        check_output_path(json_out, "--json file")
+    r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))
     result["inputs"] = {"real": str(real), "synthetic": str(synth), "train": None if train is None else str(train)}
@@ -171,12 +182,13 @@ def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | N
 
 def report_paths(real: str | Path, synth: str | Path, out: str | Path, *, train: str | Path | None = None,
                  downstream: bool = True, baseline: bool = False, seed: int = 0, meta: dict | None = None,
-                 progress: ProgressCallback | None = None) -> Path:
+                 progress: ProgressCallback | None = None, salvage: bool = False) -> Path:
     """Read both traces, evaluate, and write one self-contained HTML report to `out`."""
+    from .._atomic import check_output_path
     from .report import write_report
 
-    r, s = read_table(real, progress=progress), read_table(synth, progress=progress)
-    t = read_table(train, progress=progress) if train is not None else None
+    check_output_path(out, "report")
+    r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))
     result["inputs"] = {"real": str(real), "synthetic": str(synth), "train": None if train is None else str(train)}

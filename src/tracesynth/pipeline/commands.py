@@ -77,16 +77,18 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
              epochs: int | None = None, chunks: int | None = None, workers: int = 1, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
-             public: str | Path | None = None, progress: ProgressCallback | None = None) -> dict:
+             public: str | Path | None = None, salvage: bool = False,
+             progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
     `dp_epsilon`/`dp_delta`: train with differential privacy; `public`: a public trace to fit the
-    encoders on and pretrain on before fine-tuning on TRACE (with or without DP).
+    encoders on and pretrain on before fine-tuning on TRACE (with or without DP). `salvage`: keep the
+    packets before damage in the middle of a capture. A trace without records is refused.
     """
-    from ..io import read_trace
+    from ..io import read_trace, require_records
 
     trace = Path(trace)
-    loaded = read_trace(trace, progress=progress)
+    loaded = require_records(read_trace(trace, progress=progress, salvage=salvage), "fit")
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
                        device=device, batch_size=batch_size)
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
@@ -150,9 +152,10 @@ def report_meta(run: str | Path) -> dict:
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
                   seed: int = 0, progress: ProgressCallback | None = None) -> dict:
     """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet)."""
+    from .._atomic import check_output_path
     from ..io import write_trace
 
-    out = Path(out)
+    out = check_output_path(out)
     synth = Synthesizer.load(run)
     if out.suffix.lower() in (".pcap", ".cap") and synth.config.kind != "packets":
         raise UserError(f"{out}: this run models flow records, which cannot be written as a pcap; use .csv or "
