@@ -26,15 +26,14 @@ from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback, emit
 from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
 from . import ReadReport, Trace
-from .tables import _first_line, _split_header, canonical_column, clip_durations
+from .tables import (_TS_UNITS, _first_line, _split_header, _time_unit, canonical_column, check_times,
+                     clip_durations, shown)
 
 log = logging.getLogger(__name__)
 
 FLOW_FORMATS = ("netshare", "generic", "zeek", "zeek-json", "zeek-csv", "argus")
 _UNSET = ("", "-", "(empty)", "nan", "NaN", "None", "<NA>")
 _NON_IP_PROTOS = ("ARP", "RARP", "LLC", "MAN", "IPX/SPX", "STP", "LLDP", "ESP-NULL")
-#: Divisor from each unit to seconds (dividing by an exact power of ten rounds correctly).
-_TS_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "µs": 1e6, "ns": 1e9}
 #: Keys a mapping may hold besides canonical column names.
 _MAPPING_OPTIONS = ("ts_unit", "td_unit")
 _ZEEK = dict(ts="ts", srcip="id.orig_h", srcport="id.orig_p", dstip="id.resp_h", dstport="id.resp_p",
@@ -214,7 +213,7 @@ def _mapped_flows(src: _Source, spec: dict[str, str], report: ReadReport) -> pd.
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     lines = _lines(src, keep)
     cols = {
-        "ts": _times(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
+        "ts": _epochs(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
         "td": _durations(sub, spec["td"], spec.get("td_unit", "s"), lines, report) if "td" in spec
         else np.zeros(len(sub.frame)),
         "srcip": _column(sub, spec["srcip"], "srcip", lines),
@@ -222,8 +221,8 @@ def _mapped_flows(src: _Source, spec: dict[str, str], report: ReadReport) -> pd.
         "srcport": _ports(sub, spec.get("srcport"), lines),
         "dstport": _ports(sub, spec.get("dstport"), lines),
         "proto": proto[keep],
-        "pkt": _column(sub, spec["pkt"], "pkt", lines),
-        "byt": _column(sub, spec["byt"], "byt", lines),
+        "pkt": _column(sub, spec["pkt"], "pkt", lines, report=report),
+        "byt": _column(sub, spec["byt"], "byt", lines, report=report),
     }
     if FLOW_LABEL in spec:
         cols[FLOW_LABEL] = sub.frame[spec[FLOW_LABEL]].astype(str).to_numpy(dtype=object)
@@ -240,7 +239,7 @@ def _zeek_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
+        "ts": _epochs(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
         "srcip": _column(sub, "id.orig_h", "srcip", lines), "dstip": _column(sub, "id.resp_h", "dstip", lines),
         "srcport": _ports(sub, "id.orig_p", lines), "dstport": _ports(sub, "id.resp_p", lines),
         "proto": proto[keep],
@@ -271,7 +270,7 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, col["starttime"], "auto", lines), "td": _durations(sub, col["dur"], "s", lines, report),
+        "ts": _epochs(sub, col["starttime"], "auto", lines), "td": _durations(sub, col["dur"], "s", lines, report),
         "srcip": _column(sub, col["srcaddr"], "srcip", lines), "dstip": _column(sub, col["dstaddr"], "dstip", lines),
         "srcport": _ports(sub, col["sport"], lines), "dstport": _ports(sub, col["dport"], lines),
         "proto": proto[keep],
@@ -358,17 +357,19 @@ def _ipv4_rows(src: _Source, src_col: str, dst_col: str, proto_col: str,
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         where = f"line {row + src.first_line}" if src.first_line is not None else f"row {row}"
-        raise UserError(f"{src.path}: {where}, column {proto_col!r}: {src.frame[proto_col].iloc[row]!r} is not a "
+        raise UserError(f"{src.path}: {where}, column {proto_col!r}: {shown(src.frame[proto_col].iloc[row])} is not a "
                         "protocol name (TCP, UDP, ICMP, ...) or number 0..255; fix or remove that row")
     return keep, np.nan_to_num(proto).astype(np.uint8)
 
 
-def _column(src: _Source, col: str, canonical: str, lines, unset_zero: bool = False) -> np.ndarray:
+def _column(src: _Source, col: str, canonical: str, lines, unset_zero: bool = False,
+            report: ReadReport | None = None) -> np.ndarray:
+    """One column cast to `canonical`'s dtype; with `report`, float counts are rounded and counted."""
     values = src.frame[col]
     if unset_zero:
         values = values.where(~_text(src, col).isin(_UNSET), "0")
     try:
-        return canonical_column(values, canonical, FLOW_COLUMNS[canonical], src.path, None)
+        return canonical_column(values, canonical, FLOW_COLUMNS[canonical], src.path, None, report=report)
     except UserError as exc:
         raise _relocate(exc, lines, col) from None
 
@@ -400,7 +401,7 @@ def _ports(src: _Source, col: str | None, lines) -> np.ndarray:
     bad = np.isnan(out) | (out < 0) | (out > 65535) | (out != np.floor(out))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a port (0..65535, decimal or 0x hex); fix or remove that row")
     return out.astype(np.uint16)
 
@@ -426,11 +427,18 @@ def _times(src: _Source, col: str, unit: str, lines, unset_zero: bool = False) -
         return _datetimes(src, col, text, lines)
     if nan.any():
         row = int(np.flatnonzero(nan)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a time (a number of seconds/ms/µs or a date-time); fix or remove that row")
     if unit == "auto":
         unit = _time_unit(numbers)
     return numbers / _TS_UNITS[unit]
+
+
+def _epochs(src: _Source, col: str, unit: str, lines) -> np.ndarray:
+    """Flow start times in epoch seconds; a negative one is refused naming its line."""
+    ts = _times(src, col, unit, lines)
+    check_times(ts, src.path, col, lambda row: _where(lines, row))
+    return ts
 
 
 def _durations(src: _Source, col: str, unit: str, lines, report: ReadReport) -> np.ndarray:
@@ -439,23 +447,12 @@ def _durations(src: _Source, col: str, unit: str, lines, report: ReadReport) -> 
     return clip_durations(td, report, src.path, lambda row: _where(lines, row), column=col)
 
 
-def _time_unit(numbers: np.ndarray) -> str:
-    """Guess the unit of epoch times from their magnitude (year 2001+ in s is about 1e9)."""
-    if not numbers.size:
-        return "s"
-    median = float(np.median(np.abs(numbers)))
-    for unit, limit in (("ns", 1e17), ("us", 1e14), ("ms", 1e11)):
-        if median >= limit:
-            return unit
-    return "s"
-
-
 def _datetimes(src: _Source, col: str, text: pd.Series, lines) -> np.ndarray:
     parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     bad = parsed.isna().to_numpy(bool)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a time (a number of seconds/ms/µs or a date-time); fix or remove that row")
     ns = parsed.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().astype(np.int64)
     return ns / 1e9
