@@ -118,6 +118,8 @@ def evaluate_tables(real: pd.DataFrame, synth: pd.DataFrame, *, train: pd.DataFr
     from threadpoolctl import threadpool_limits
 
     kind = _check_pair(real, synth)
+    shared = [c for c in real.columns if c in synth.columns]
+    real, synth = real[shared], synth[[c for c in synth.columns if c in shared]]  # compare like with like
     with threadpool_limits(limits=1):
         result: dict[str, Any] = {"kind": kind, "rows": {"real": len(real), "synthetic": len(synth)}, "seed": seed}
         result.update(_score(real, synth, kind, train=train, downstream=downstream, seed=seed,
@@ -153,11 +155,18 @@ def read_table(path: str | Path, *, progress: ProgressCallback | None = None, sa
 
 
 def _read_sides(real, synth, train, progress, salvage: bool):
-    """REAL, SYNTH and (if given) TRAIN as canonical tables."""
-    r = read_table(real, progress=progress, salvage=salvage)
-    s = read_table(synth, progress=progress, salvage=salvage)
-    t = read_table(train, progress=progress, salvage=salvage) if train is not None else None
-    return r, s, t
+    """REAL, SYNTH and (if given) TRAIN as canonical tables, without the optional columns that any of
+    them lacks (a NetShare packet CSV has no tcp_flags: the reader sets it to 0, which must not be
+    compared with real flags)."""
+    from ..io import read_trace
+
+    paths = [p for p in (real, synth, train) if p is not None]
+    traces = [read_trace(p, progress=progress, salvage=salvage) for p in paths]
+    absent = sorted({c for t in traces for c in t.report.notes.get("absent_columns", [])})
+    if absent:
+        log.warning("left out of the comparison (absent from a side): %s", ", ".join(absent))
+    tables = [t.table.drop(columns=absent) for t in traces]
+    return tables[0], tables[1], tables[2] if train is not None else None
 
 
 def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | None = None,

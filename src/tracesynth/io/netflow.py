@@ -165,6 +165,11 @@ def _to_flows(src: _Source, fmt: str, mapping: dict[str, str] | None) -> Trace:
     elif fmt == "argus":
         table = _argus_flows(src, report)
     elif fmt == "netshare":
+        missing = [c for c in FLOW_COLUMNS if c not in src.frame.columns]
+        if missing:
+            raise UserError(f"{src.path}: not NetShare's flow CSV (no column(s) {', '.join(missing)}) nor its packet "
+                            "CSV (srcip,dstip,srcport,dstport,proto,pkt_len,tos,id,flag,off,ttl,time); pass "
+                            "--mapping to name the columns")
         table = _mapped_flows(src, {c: c for c in FLOW_COLUMNS} | _label_of(src.frame, "type"), report)
     else:
         table = _mapped_flows(src, _check_mapping(src, mapping or {}), report)
