@@ -41,14 +41,14 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             yield fh
 
 
-def check_output_path(path: str | Path, what: str = "output") -> Path:
+def check_output_path(path: str | Path, what: str = "output", example: str = "out.csv") -> Path:
     """`path` as a Path, or a UserError (one line) when it cannot become a file: it is a folder, or a
     folder above it is a file. Called before long work, so a typo fails at once, not at the end."""
     from .errors import UserError
 
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: {what} is a folder; give a file name (e.g. {path / ('out' + (path.suffix or '.json'))})")
+        raise UserError(f"{path}: {what} is a folder; give a file name (e.g. {path / example})")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -122,7 +122,7 @@ class TrainingConfig(_Section):
     checkpoint_selection: bool = True
     holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)  # numpy and torch seeds are unsigned 64-bit
 
 
 class PrivacyConfig(_Section):
@@ -295,22 +295,43 @@ def config_from_dict(data: dict, source: str = "<config>") -> TraceSynthConfig:
         raise ConfigError(_format_validation(exc, source)) from None
 
 
+def read_yaml_or_json(path: Path, what: str):
+    """Parse a YAML (.yaml/.yml) or JSON file; any problem is one ConfigError line naming file, line, column."""
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    kind = "YAML" if yaml_file else "JSON"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (binary byte at offset {exc.start}); the {what} must be "
+                          f"{kind} text") from None
+    try:
+        if yaml_file:
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # noqa: BLE001 -- yaml raises many classes; all mean "bad syntax"
+        raise ConfigError(f"{path}: not valid {kind}: {_syntax_problem(exc)}") from None
+
+
+def _syntax_problem(exc: Exception) -> str:
+    """A YAML/JSON syntax error in one line: 'line L, column C: problem' (YAML's caret diagram dropped)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or "syntax error"
+        context = getattr(exc, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+    return " ".join(str(exc).split())
+
+
 def load_config(path: str | Path) -> TraceSynthConfig:
     """Load YAML (.yaml/.yml) or JSON; a `preset: NAME` key starts from that preset and overrides it."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml/json syntax errors carry line numbers in their message
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    data = read_yaml_or_json(path, "config") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: config must be a mapping of keys to values")
     base = data.pop("preset", None)

@@ -178,7 +178,7 @@ def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | N
     from .._atomic import atomic_open, check_output_path
 
     if json_out is not None:
-        check_output_path(json_out, "--json file")
+        check_output_path(json_out, "--json file", "scores.json")
     r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))
@@ -196,7 +196,7 @@ def report_paths(real: str | Path, synth: str | Path, out: str | Path, *, train:
     from .._atomic import check_output_path
     from .report import write_report
 
-    check_output_path(out, "report")
+    check_output_path(out, "report", "report.html")
     r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))

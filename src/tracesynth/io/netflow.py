@@ -14,8 +14,8 @@ IPv6 and non-IP rows are skipped and counted in `report.skipped`, never misparse
 """
 from __future__ import annotations
 
-import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from ..progress import ProgressCallback, emit
 from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
 from . import ReadReport, Trace
 from .tables import (_TS_UNITS, _first_line, _split_header, _time_unit, canonical_column, check_times,
-                     clip_durations, shown)
+                     clip_durations, csv_error, shown)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _read_csv(path: Path, sep: str) -> _Source:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True,
                             low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise TraceFormatError(path, f"malformed CSV ({exc}); every row needs the header's columns") from None
+        raise csv_error(path, exc) from None
     frame.columns = [c.strip() for c in frame.columns]
     return _Source(frame, path, 2)
 
@@ -134,8 +134,7 @@ def _read_zeek_tsv(path: Path) -> _Source:
                 break
             n_header += 1
             if line.startswith("#separator"):
-                token = line.split(" ", 1)[1].strip() if " " in line else "\\x09"
-                sep = token.encode().decode("unicode_escape")
+                sep = _zeek_separator(path, line, n_header)
             elif line.startswith("#fields"):
                 fields = line.rstrip("\n").split(sep)[1:]
     if not fields:
@@ -143,10 +142,22 @@ def _read_zeek_tsv(path: Path) -> _Source:
     try:
         frame = pd.read_csv(path, sep=sep, header=None, names=fields, skiprows=n_header, dtype=str,
                             keep_default_na=False, quoting=3, low_memory=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise TraceFormatError(path, f"malformed Zeek log ({exc})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise csv_error(path, exc, "Zeek log") from None
     frame = frame[~frame[fields[0]].str.startswith("#")].reset_index(drop=True)
     return _Source(frame, path, n_header + 1)
+
+
+def _zeek_separator(path: Path, line: str, line_no: int) -> str:
+    """The separator a Zeek `#separator` line names: one character, or a `\\xNN` escape (Zeek's tab)."""
+    token = line.split(" ", 1)[1].strip("\r\n") if " " in line else "\\x09"
+    escape = re.fullmatch(r"\\x([0-9a-fA-F]{2})", token.strip())
+    if escape:
+        return chr(int(escape.group(1), 16))
+    if len(token) == 1:
+        return token
+    raise TraceFormatError(path, f"line {line_no}: #separator '{token[:20]}' is neither one character nor a \\xNN "
+                           "escape (Zeek writes \\x09 for a tab); fix that header line")
 
 
 def _read_json_lines(path: Path) -> _Source:
@@ -484,18 +495,11 @@ def parse_mapping(spec: str | Path | list[str] | None) -> dict[str, str] | None:
 
 
 def _mapping_file(path: Path) -> dict[str, str]:
+    from ..config import read_yaml_or_json
+
     if not path.is_file():
         raise UserError(f"mapping: {path} is neither a file nor NAME=COLUMN pairs (e.g. ts=StartTime,srcip=src)")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # json/yaml errors carry the line in their message
-        raise UserError(f"{path}: not a valid mapping file ({exc}); write a JSON or YAML object") from None
+    data = read_yaml_or_json(path, "mapping file")
     if not isinstance(data, dict) or not all(isinstance(v, (str, int)) for v in data.values()):
         raise UserError(f"{path}: mapping must be an object of canonical name -> column name")
     return {str(k): str(v) for k, v in data.items()}

@@ -174,8 +174,23 @@ def _read_canonical_csv(path: Path, header: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, dtype={c: "string" for c in IP_COLUMNS}, keep_default_na=False,
                            na_values=[""], low_memory=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise TraceFormatError(path, f"malformed CSV ({exc}); every row needs the header's columns") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise csv_error(path, exc) from None
+
+
+def csv_error(path: Path, exc: Exception, what: str = "CSV") -> TraceFormatError:
+    """pandas' parser error as one line: which line has how many fields, or where the text is not UTF-8."""
+    import re
+
+    if isinstance(exc, UnicodeDecodeError):
+        return TraceFormatError(path, f"not UTF-8 text (a binary byte in the {what}); check the file", exc.start)
+    text = " ".join(str(exc).split())
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if found:
+        expected, line, saw = found.groups()
+        return TraceFormatError(path, f"malformed {what}: line {line} has {saw} fields where the header has "
+                                f"{expected}; every row needs the header's columns")
+    return TraceFormatError(path, f"malformed {what} ({text}); every row needs the header's columns")
 
 
 def _canonical_trace(raw: pd.DataFrame, kind: TraceKind, path: Path, container: str,

@@ -149,6 +149,17 @@ def report_meta(run: str | Path) -> dict:
     return meta
 
 
+def check_sampling_options(count: int | None, scale: float | None, seed: int) -> None:
+    """Refuse what no sampler can honour, before loading the model: a NaN/infinite/non-positive scale, a
+    negative count or seed (numpy and torch seeds are unsigned)."""
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise UserError(f"--scale must be a finite number > 0 (for example 0.5 or 2), got {scale:g}")
+    if count is not None and count < 0:
+        raise UserError(f"--count must be >= 0, got {count}")
+    if seed < 0:
+        raise UserError(f"--seed must be a whole number >= 0, got {seed}")
+
+
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
                   seed: int = 0, progress: ProgressCallback | None = None) -> dict:
     """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet)."""
@@ -156,6 +167,7 @@ def generate_path(run: str | Path, out: str | Path, *, count: int | None = None,
     from ..io import write_trace
 
     out = check_output_path(out)
+    check_sampling_options(count, scale, seed)
     synth = Synthesizer.load(run)
     if out.suffix.lower() in (".pcap", ".cap") and synth.config.kind != "packets":
         raise UserError(f"{out}: this run models flow records, which cannot be written as a pcap; use .csv or "
