@@ -7,12 +7,15 @@ optional differential privacy. Presets reproduce NetShare's example configuratio
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -277,6 +280,29 @@ def preset(name: str) -> TraceSynthConfig:
         return PRESETS[name]()
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def fields_for_columns(config: TraceSynthConfig, columns, *, trace: str, config_file: str | None) -> TraceSynthConfig:
+    """`config` without the fields whose column the trace lacks, when they come from a preset.
+
+    Presets model every field a trace can have (netflow: `label`), but flow records metered from a
+    capture, or NetShare flows without `type`, have none: such a field is left out, with one log line,
+    and the run's saved config shows the fields actually modelled. A config file names its fields on
+    purpose, so there a missing column is refused, saying which field to remove.
+    """
+    missing = [f.name for f in config.fields if f.name not in set(map(str, columns))]
+    if not missing:
+        return config
+    if config_file is not None:
+        one = len(missing) == 1
+        raise ConfigError(f"{config_file}: fields: {', '.join(map(repr, missing))} {'is not a column' if one else 'are not columns'} "
+                          f"of {trace} (columns: {', '.join(map(str, columns))}); remove {'it' if one else 'them'} "
+                          f"from `fields`, or give a trace that has {'it' if one else 'them'}")
+    data = config.model_dump(mode="json")
+    data["fields"] = [f for f in data["fields"] if f["name"] not in missing]
+    log.warning("%s has no %s column: left out of the model (the run's config.json lists the fields modelled)",
+                trace, ", ".join(map(repr, missing)))
+    return config_from_dict(data, "preset")
 
 
 def _format_validation(exc: ValidationError, source: str) -> str:

@@ -10,7 +10,7 @@ import math
 import time
 from pathlib import Path
 
-from ..config import TraceSynthConfig, config_from_dict, load_config, preset as preset_config
+from ..config import TraceSynthConfig, config_from_dict, fields_for_columns, load_config, preset as preset_config
 from ..errors import UserError
 from ..progress import ProgressCallback
 from .runners import RayRunner, make_runner
@@ -91,6 +91,7 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     loaded = require_records(read_trace(trace, progress=progress, salvage=salvage), "fit")
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
                        device=device, batch_size=batch_size)
+    cfg = fields_for_columns(cfg, loaded.table.columns, trace=str(trace), config_file=config and str(config))
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
     if public is None and cfg.privacy is not None and cfg.privacy.public_trace:
         public = cfg.privacy.public_trace
