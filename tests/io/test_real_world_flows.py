@@ -51,3 +51,83 @@ def test_fitting_a_table_with_clipped_durations_never_sees_negatives(tmp_path):
     rows = [_row(f"{-rng.uniform(0, 1e-4):.6f}", f"{1500000000 + i}") for i in range(20)]
     path.write_text(HEADER + "".join(rows))
     assert (read_trace(path).table["td"] >= 0).all()
+
+
+# --- other generators' outputs --------------------------------------------------------------------------
+
+NETSHARE_PACKETS = "srcip,dstip,srcport,dstport,proto,pkt_len,tos,id,flag,off,ttl,time\n"
+
+
+def _netshare_packet_csv(tmp_path, n: int = 50):
+    """The bundled sample written as NetShare's packet CSV: uint32 IPs (some as floats), protocol names,
+    float fields, microsecond times, no tcp_flags."""
+    from tracesynth.data import sample_path
+
+    t = read_trace(sample_path()).table.head(n)
+    names = {6: "TCP", 17: "UDP", 1: "ICMP"}
+    lines = [NETSHARE_PACKETS]
+    for r in t.itertuples():
+        lines.append(f"{float(r.srcip)!r},{r.dstip},{float(r.srcport)!r},{r.dstport},{names[r.proto]},"
+                     f"{r.pkt_len + 0.2!r},{float(r.tos)!r},{r.id},{r.flag},{r.off},{float(r.ttl)!r},"
+                     f"{round(r.time * 1e6)}\n")
+    path = tmp_path / "netshare-packets.csv"
+    path.write_text("".join(lines))
+    return path, t
+
+
+def test_netshare_packet_csv_reads_like_the_capture(tmp_path):
+    path, original = _netshare_packet_csv(tmp_path)
+    trace = read_trace(path)
+    assert trace.kind == "packets" and trace.report.format == "netshare-packets-csv"
+    table = trace.table
+    for col in ("srcip", "dstip", "srcport", "dstport", "proto", "pkt_len", "tos", "id", "flag", "off", "ttl"):
+        np.testing.assert_array_equal(table[col].to_numpy(), original[col].to_numpy(), err_msg=col)
+    np.testing.assert_allclose(table["time"], original["time"], rtol=0, atol=1e-6)
+    assert (table["tcp_flags"] == 0).all() and trace.report.notes["absent_columns"] == ["tcp_flags"]
+    assert trace.report.notes["rounded_values"] == {"pkt_len": len(original)}
+
+
+def test_inspect_format_netshare_on_the_packet_csv(tmp_path, capsys):
+    from tracesynth.cli import main
+    import json
+
+    path, original = _netshare_packet_csv(tmp_path)
+    assert main(["inspect", str(path), "--format", "netshare", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "packets" and summary["records"] == len(original)
+
+
+def test_packet_csv_with_a_subset_of_the_columns(tmp_path):
+    path = tmp_path / "few.csv"
+    path.write_text("time,srcip,dstip,srcport,dstport,proto,pkt_len,ttl\n"
+                    "1.5,10.0.0.1,10.0.0.2,1234,80,6,60,64\n2.5,10.0.0.2,10.0.0.1,80,1234,6,1500,63\n")
+    trace = read_trace(path)
+    assert trace.report.format == "partial-packets-csv"
+    assert trace.report.notes["absent_columns"] == ["tos", "id", "flag", "off", "tcp_flags"]
+    assert trace.table["ttl"].tolist() == [64, 63] and trace.table["time"].tolist() == [1.5, 2.5]
+    path.write_text("time,srcip,dstip,proto,pkt_len\n1.5,10.0.0.1,10.0.0.2,6,60\n")  # ports are required
+    with pytest.raises(UserError, match="not a known flow-record format"):
+        read_trace(path)
+
+
+def test_netshare_flow_csv_with_float_counters_is_rounded_and_counted(tmp_path):
+    path = tmp_path / "netshare-flows.csv"
+    path.write_text("srcip,dstip,srcport,dstport,proto,ts,td,pkt,byt,type\n"
+                    "167772161,167772162,1234,80,TCP,1500000000500000,0.5,219.949,1734.4376,benign\n"
+                    "167772161,167772162,1234,80,UDP,1500000001500000,0.5,3,120,attack\n")
+    trace = read_trace(path)
+    assert trace.table["pkt"].tolist() == [220, 3] and trace.table["byt"].tolist() == [1734, 120]
+    assert trace.report.notes["rounded_values"] == {"pkt": 1, "byt": 1}
+
+
+def test_evaluate_compares_netshare_packets_with_the_capture(tmp_path):
+    """What `benchmark --score` relies on: a NetShare output scored against the real capture, leaving
+    out tcp_flags (absent from the NetShare side, not zero)."""
+    from tracesynth.data import sample_path
+    from tracesynth.evaluate import evaluate_paths
+
+    path, _ = _netshare_packet_csv(tmp_path, n=400)
+    result = evaluate_paths(sample_path(), path, downstream=False, json_out=tmp_path / "scores.json")
+    assert result["kind"] == "packets" and result["rows"]["synthetic"] == 400
+    assert "tcp_flags" not in result["fidelity"]["jsd"] and "flag" in result["fidelity"]["jsd"]
+    assert (tmp_path / "scores.json").exists()
