@@ -206,3 +206,21 @@ def test_fit_epochs_and_seed_parse_or_exit_2(tmp_path, capsys, epochs, seed):
     code = _works_or_exits_2(["fit", str(sample_path()), "--out", str(tmp_path / "run"), "--epochs", _text(epochs),
                               "--seed", _text(seed), "--dp-epsilon", "0"], capsys)
     assert code == 2 and not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_an_empty_side_naming_it_and_a_negative_seed(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text(FLOW_HEADER)
+    sample = str(sample_path())
+    assert main(["evaluate", sample, str(empty), "--no-downstream"]) == 2
+    assert "empty.csv: nothing to evaluate" in _one_line_error(capsys)
+    assert main(["evaluate", sample, sample, "--no-downstream", "--seed", "-1"]) == 2
+    assert "--seed" in _one_line_error(capsys)
+
+
+def test_inspect_flows_and_flow_meter_on_a_header_only_capture(tmp_path, capsys):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(Path(sample_path()).read_bytes()[:24])
+    assert main(["inspect", str(empty), "--flows"]) == 0
+    assert main(["flows", str(empty), str(tmp_path / "f.csv")]) == 0
+    assert pd.read_csv(tmp_path / "f.csv").empty

@@ -131,3 +131,11 @@ def test_evaluate_compares_netshare_packets_with_the_capture(tmp_path):
     assert result["kind"] == "packets" and result["rows"]["synthetic"] == 400
     assert "tcp_flags" not in result["fidelity"]["jsd"] and "flag" in result["fidelity"]["jsd"]
     assert (tmp_path / "scores.json").exists()
+
+
+def test_log1p_encoder_refuses_negatives_as_a_user_error():
+    """A table handed to the Python API without reading (no clipping) gets a fixable message, not a bug."""
+    from tracesynth.encoders.numeric import NumericEncoder
+
+    with pytest.raises(UserError, match=r"td: log1p needs non-negative values, found -2; clip the column"):
+        NumericEncoder(log1p=True, name="td").fit(np.array([-2.0, 1.0]))

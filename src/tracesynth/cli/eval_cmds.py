@@ -20,7 +20,8 @@ _TRAIN = typer.Option(None, "--train", help="The table the generator was trained
 _BASELINE = typer.Option(False, "--baseline", help="Also score the column-shuffled REAL, side by side.")
 _NO_DOWNSTREAM = typer.Option(False, "--no-downstream", help="Skip the downstream tasks (classifiers, "
                               "sketches, anomaly detection).")
-_SEED = typer.Option(0, "--seed", help="Seed for subsampling, splits and models.")
+#: scikit-learn's random_state takes 0..2^32-1.
+_SEED = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed for subsampling, splits and models (0..2^32-1).")
 
 #: (label, summary key, what good looks like)
 HEADLINE = (("avg JSD (SA DA SP DP PR)", "avg_jsd", "0"), ("avg scaled EMD, fields", "avg_emd_scaled", "0"),

@@ -158,10 +158,10 @@ def _read_sides(real, synth, train, progress, salvage: bool):
     """REAL, SYNTH and (if given) TRAIN as canonical tables, without the optional columns that any of
     them lacks (a NetShare packet CSV has no tcp_flags: the reader sets it to 0, which must not be
     compared with real flags)."""
-    from ..io import read_trace
+    from ..io import read_trace, require_records
 
     paths = [p for p in (real, synth, train) if p is not None]
-    traces = [read_trace(p, progress=progress, salvage=salvage) for p in paths]
+    traces = [require_records(read_trace(p, progress=progress, salvage=salvage), "evaluate") for p in paths]
     absent = sorted({c for t in traces for c in t.report.notes.get("absent_columns", [])})
     if absent:
         log.warning("left out of the comparison (absent from a side): %s", ", ".join(absent))
