@@ -9,6 +9,7 @@ canonical dtypes exactly. Anything that is not a canonical table goes to the flo
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ TD_TOLERANCE = 1e-3
 #: A packet CSV needs these columns; the others (tos, id, flag, off, ttl, tcp_flags) are optional: when
 #: absent they are set to 0, listed in `report.notes["absent_columns"]` and left out of `evaluate`.
 REQUIRED_PACKET_COLUMNS = ("time", "srcip", "dstip", "srcport", "dstport", "proto", "pkt_len")
-OPTIONAL_PACKET_COLUMNS = tuple(c for c in PACKET_COLUMNS if c not in REQUIRED_PACKET_COLUMNS)
 #: NetShare's packet CSV (its generator's output): every canonical column but tcp_flags.
 NETSHARE_PACKET_COLUMNS = frozenset(PACKET_COLUMNS) - {"tcp_flags"}
 #: Counters and lengths: a non-integral value (NetShare writes float counts such as 219.949) is rounded to
@@ -180,8 +180,6 @@ def _read_canonical_csv(path: Path, header: str) -> pd.DataFrame:
 
 def csv_error(path: Path, exc: Exception, what: str = "CSV") -> TraceFormatError:
     """pandas' parser error as one line: which line has how many fields, or where the text is not UTF-8."""
-    import re
-
     if isinstance(exc, UnicodeDecodeError):
         return TraceFormatError(path, f"not UTF-8 text (a binary byte in the {what}); check the file", exc.start)
     text = " ".join(str(exc).split())
