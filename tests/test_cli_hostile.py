@@ -100,6 +100,16 @@ def test_output_below_a_file(tiny_run, tmp_path, capsys):
         assert "is a file, not a folder" in _one_line_error(capsys)
 
 
+def test_run_folder_below_a_file_or_on_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for out, expected in ((tmp_path / "afile" / "run", "is a file, not a folder"),
+                          (tmp_path / "afile", "run folder exists and is a file")):
+        assert main(["fit", str(sample_path()), "--out", str(out), "--epochs", "1"]) == 2
+        assert expected in _one_line_error(capsys)
+    assert main(["demo", "--out", str(tmp_path / "afile" / "demo")]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+
+
 def test_evaluate_json_and_report_out_that_are_folders(tmp_path, capsys):
     sample = str(sample_path())
     assert main(["evaluate", sample, sample, "--no-downstream", "--json", str(tmp_path)]) == 2

@@ -49,9 +49,26 @@ def check_output_path(path: str | Path, what: str = "output", example: str = "ou
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: {what} is a folder; give a file name (e.g. {path / example})")
+    _check_parents(path, what)
+    return path
+
+
+def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """`path` as a Path, or a UserError when it cannot become a folder: a file is in the way."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: {what} exists and is a file; choose another name")
+    _check_parents(path, what)
+    return path
+
+
+def _check_parents(path: Path, what: str) -> None:
+    from .errors import UserError
+
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"{path}: cannot write the {what} there, {parent} is a file, not a folder")
-            break
-    return path
+            return

@@ -85,8 +85,10 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     encoders on and pretrain on before fine-tuning on TRACE (with or without DP). `salvage`: keep the
     packets before damage in the middle of a capture. A trace without records is refused.
     """
+    from .._atomic import check_output_folder
     from ..io import read_trace, require_records
 
+    check_output_folder(out, "run folder")
     trace = Path(trace)
     loaded = require_records(read_trace(trace, progress=progress, salvage=salvage), "fit")
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
@@ -188,7 +190,9 @@ def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool
     from ..io import read_trace, write_trace
     from ..io.flowmeter import meter_flows
 
-    out = Path(out)
+    from .._atomic import check_output_folder
+
+    out = check_output_folder(out, "demo folder")
     out.mkdir(parents=True, exist_ok=True)
     sample = Path(sample_path())
     run = out / "run"
