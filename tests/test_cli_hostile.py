@@ -234,3 +234,17 @@ def test_inspect_flows_and_flow_meter_on_a_header_only_capture(tmp_path, capsys)
     assert main(["inspect", str(empty), "--flows"]) == 0
     assert main(["flows", str(empty), str(tmp_path / "f.csv")]) == 0
     assert pd.read_csv(tmp_path / "f.csv").empty
+
+
+def test_messages_show_numbers_not_numpy_reprs():
+    import numpy as np
+
+    from tracesynth.config import config_from_dict, preset
+    from tracesynth.errors import ConfigError
+    from tracesynth.flows.chunking import chunk_windows
+
+    data = preset("netflow").model_dump(mode="json")
+    data["time"]["window"] = [0.0, 10.0]
+    with pytest.raises(ConfigError, match=r"first at t=inf\)") as info:
+        chunk_windows(np.array([1.0, np.inf]), config_from_dict(data))
+    assert "np." not in str(info.value)
