@@ -139,3 +139,30 @@ def test_log1p_encoder_refuses_negatives_as_a_user_error():
 
     with pytest.raises(UserError, match=r"td: log1p needs non-negative values, found -2; clip the column"):
         NumericEncoder(log1p=True, name="td").fit(np.array([-2.0, 1.0]))
+
+
+# --- IPv4 parsing: the fast byte-matrix parser accepts exactly what the reference regex accepts ----------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tracesynth.io.ipaddr import _parse_ascii, parse_ipv4, parse_ipv4_text, uint32_to_ip  # noqa: E402
+
+_ip_text = st.one_of(
+    st.text(alphabet="0123456789.", max_size=23),
+    st.text(alphabet="0123456789. :ax-", max_size=30),
+    st.tuples(st.text(" ", max_size=14), st.integers(0, 2**32 - 1)).map(lambda t: f"{t[0]}{t[1]}{t[0]}"),
+    st.integers(0, 2**32 - 1).map(lambda v: str(uint32_to_ip([v])[0])),
+    st.integers(0, 2**33).map(lambda v: f"{v}" if v % 3 else f"{v}.{'0' * (v % 7)}"),
+    st.tuples(*[st.integers(0, 999)] * 4).map(lambda t: ".".join(map(str, t))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(_ip_text, min_size=1, max_size=20))
+def test_fast_ipv4_parser_matches_the_reference(texts):
+    arr = np.asarray(texts, dtype=object)
+    fast, fast_bad = parse_ipv4(arr)
+    ref, ref_bad = parse_ipv4_text(arr)
+    if all(len(t) < 24 for t in texts):
+        assert _parse_ascii(arr) is not None  # the fast path really ran
+    np.testing.assert_array_equal(fast_bad, ref_bad)
+    np.testing.assert_array_equal(fast, ref)
