@@ -105,7 +105,7 @@ def _note_empty(trace: Trace) -> None:
                                f"(skipped: {', '.join(f'{k} {v:,}' for k, v in report.skipped.items()) or '-'})")
     else:
         return
-    log.warning(report.warnings[-1])
+    log.info(report.warnings[-1])  # commands print the report's warnings; fit and evaluate refuse
 
 
 def require_records(trace: Trace, what: str) -> Trace:
