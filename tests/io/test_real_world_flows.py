@@ -2,11 +2,20 @@
 float counters, packet CSVs from other generators. Every file is made in the test."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tracesynth.cli import main
+from tracesynth.data import sample_path
+from tracesynth.encoders.numeric import NumericEncoder
 from tracesynth.errors import UserError
+from tracesynth.evaluate import evaluate_paths
 from tracesynth.io import read_trace
+from tracesynth.io.ipaddr import _parse_ascii, parse_ipv4, parse_ipv4_text, uint32_to_ip
 from tracesynth.io.tables import TD_TOLERANCE
 
 HEADER = "ts,td,srcip,dstip,srcport,dstport,proto,pkt,byt\n"
@@ -61,8 +70,6 @@ NETSHARE_PACKETS = "srcip,dstip,srcport,dstport,proto,pkt_len,tos,id,flag,off,tt
 def _netshare_packet_csv(tmp_path, n: int = 50):
     """The bundled sample written as NetShare's packet CSV: uint32 IPs (some as floats), protocol names,
     float fields, microsecond times, no tcp_flags."""
-    from tracesynth.data import sample_path
-
     t = read_trace(sample_path()).table.head(n)
     names = {6: "TCP", 17: "UDP", 1: "ICMP"}
     lines = [NETSHARE_PACKETS]
@@ -88,9 +95,6 @@ def test_netshare_packet_csv_reads_like_the_capture(tmp_path):
 
 
 def test_inspect_format_netshare_on_the_packet_csv(tmp_path, capsys):
-    from tracesynth.cli import main
-    import json
-
     path, original = _netshare_packet_csv(tmp_path)
     assert main(["inspect", str(path), "--format", "netshare", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -123,9 +127,6 @@ def test_netshare_flow_csv_with_float_counters_is_rounded_and_counted(tmp_path):
 def test_evaluate_compares_netshare_packets_with_the_capture(tmp_path):
     """What `benchmark --score` relies on: a NetShare output scored against the real capture, leaving
     out tcp_flags (absent from the NetShare side, not zero)."""
-    from tracesynth.data import sample_path
-    from tracesynth.evaluate import evaluate_paths
-
     path, _ = _netshare_packet_csv(tmp_path, n=400)
     result = evaluate_paths(sample_path(), path, downstream=False, json_out=tmp_path / "scores.json")
     assert result["kind"] == "packets" and result["rows"]["synthetic"] == 400
@@ -135,17 +136,11 @@ def test_evaluate_compares_netshare_packets_with_the_capture(tmp_path):
 
 def test_log1p_encoder_refuses_negatives_as_a_user_error():
     """A table handed to the Python API without reading (no clipping) gets a fixable message, not a bug."""
-    from tracesynth.encoders.numeric import NumericEncoder
-
     with pytest.raises(UserError, match=r"td: log1p needs non-negative values, found -2; clip the column"):
         NumericEncoder(log1p=True, name="td").fit(np.array([-2.0, 1.0]))
 
 
 # --- IPv4 parsing: the fast byte-matrix parser accepts exactly what the reference regex accepts ----------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from tracesynth.io.ipaddr import _parse_ascii, parse_ipv4, parse_ipv4_text, uint32_to_ip  # noqa: E402
 
 _ip_text = st.one_of(
     st.text(alphabet="0123456789.", max_size=23),
