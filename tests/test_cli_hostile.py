@@ -128,7 +128,7 @@ ROW = "1500000000.5,0.1,10.0.0.1,10.0.0.2,1234,80,6,2,168\n"
     (FLOW_HEADER + ROW + ROW.strip() + ",7,8\n", "line 3 has 11 fields where the header has 9"),
     (FLOW_HEADER + ROW.replace("1500000000.5", "-3.5"), "line 2, column 'ts': time -3.5 is negative"),
     (FLOW_HEADER + ROW.replace("10.0.0.1", "999.1.1.1"), "line 2, column 'srcip': '999.1.1.1' is not an IPv4"),
-    ("ts,td,srcip,dstip,srcport,srcport,proto,pkt,byt\n" + ROW, "line 1: column 'srcport' appears twice"),
+    (FLOW_HEADER.strip() + ",srcport\n" + ROW.strip() + ",99\n", "line 1: column 'srcport' appears twice (columns 5 and 10)"),
     ("time,srcip,dstip,srcport,dstport,proto,pkt_len\n-1,1.2.3.4,5.6.7.8,1,2,6,60\n",
      "line 2, column 'time': time -1 is negative"),
 ])

@@ -41,6 +41,25 @@ def test_clearly_negative_duration_is_refused_naming_the_line(tmp_path):
         read_trace(path)
 
 
+CIC_MAPPING = {"ts": "Timestamp", "srcip": "Src IP", "dstip": "Dst IP", "srcport": "Src Port",
+               "dstport": "Dst Port", "proto": "Protocol", "td": "Flow Duration", "td_unit": "us",
+               "pkt": "Tot Fwd Pkts", "byt": "TotLen Fwd Pkts"}
+
+
+def test_cicflowmeter_export_with_its_repeated_column_and_negative_microseconds(tmp_path):
+    """CICFlowMeter writes `Fwd Header Length` twice (unused here, so harmless) and durations of -1 µs."""
+    path = tmp_path / "cic.csv"
+    path.write_text("Flow ID,Src IP,Dst IP,Src Port,Dst Port,Protocol,Timestamp,Flow Duration,Tot Fwd Pkts,"
+                    "TotLen Fwd Pkts,Fwd Header Length,Fwd Header Length\n"
+                    "f1,10.0.0.1,10.0.0.2,1234,80,6,1500000000,-1,2,120,40,40\n"
+                    "f2,10.0.0.1,10.0.0.2,1235,80,6,1500000001,250000,3,180,60,60\n")
+    trace = read_trace(path, mapping=CIC_MAPPING)
+    assert trace.table["td"].tolist() == [0.0, 0.25] and trace.report.notes["negative_durations_clipped"] == 1
+    dup = dict(CIC_MAPPING, pkt="Fwd Header Length")  # now the repeated column is read: ambiguous
+    with pytest.raises(UserError, match=r"line 1: column 'Fwd Header Length' appears twice \(columns 11 and 12\)"):
+        read_trace(path, mapping=dup)
+
+
 def test_foreign_formats_clip_in_their_own_duration_column(tmp_path):
     path = tmp_path / "argus.csv"
     path.write_text("StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,TotPkts,TotBytes\n"

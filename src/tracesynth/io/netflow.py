@@ -27,7 +27,7 @@ from ..progress import ProgressCallback, emit
 from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
 from . import ReadReport, Trace
 from .tables import (_TS_UNITS, _first_line, _split_header, _time_unit, canonical_column, check_times,
-                     clip_durations, csv_error, shown)
+                     check_unique, clip_durations, csv_error, shown)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ _UNSET = ("", "-", "(empty)", "nan", "NaN", "None", "<NA>")
 _NON_IP_PROTOS = ("ARP", "RARP", "LLC", "MAN", "IPX/SPX", "STP", "LLDP", "ESP-NULL")
 #: Keys a mapping may hold besides canonical column names.
 _MAPPING_OPTIONS = ("ts_unit", "td_unit")
+_ARGUS_COLUMNS = ("starttime", "dur", "proto", "srcaddr", "sport", "dstaddr", "dport", "totpkts", "totbytes")
 _ZEEK = dict(ts="ts", srcip="id.orig_h", srcport="id.orig_p", dstip="id.resp_h", dstport="id.resp_p",
              proto="proto", td="duration")
 
@@ -63,10 +64,25 @@ def read_flow_records(path: str | Path, *, mapping: dict[str, str] | None = None
         src = _read_json_lines(path)
     else:
         sep = "\t" if "\t" in header and "," not in header else ","
+        check_unique(_split_header(header), path, _used_columns(fmt, mapping), case=fmt != "argus")
         src = _read_csv(path, sep)
     trace = _to_flows(src, fmt, mapping)
     emit(progress, "read", len(trace.table), len(trace.table), "records", format=fmt)
     return trace
+
+
+def _used_columns(fmt: str, mapping: dict[str, str] | None) -> set[str]:
+    """The file columns a CSV flow format reads (a duplicate of any of them is ambiguous)."""
+    if fmt == "netshare":
+        return set(FLOW_COLUMNS) | {"type"}
+    if fmt == "zeek-csv":
+        return set(_ZEEK.values()) | {"orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "label",
+                                      "detailed-label"}
+    if fmt == "argus":
+        return set(_ARGUS_COLUMNS) | {"srcpkts", "srcbytes", "label"}
+    mapping = mapping or {}
+    return {mapping.get(k, k) for k in (*FLOW_COLUMNS, FLOW_LABEL)} | {v for k, v in mapping.items()
+                                                                     if k not in _MAPPING_OPTIONS}
 
 
 def flows_from_frame(frame: pd.DataFrame, path: str | Path, *, fmt: str = "generic",
@@ -278,8 +294,7 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     """Argus binetflow: split by SrcPkts/SrcBytes when present, else one src->dst record per row."""
     f = src.frame
     col = {c.lower(): c for c in f.columns}
-    need = ("starttime", "dur", "proto", "srcaddr", "sport", "dstaddr", "dport", "totpkts", "totbytes")
-    missing = [n for n in need if n not in col]
+    missing = [n for n in _ARGUS_COLUMNS if n not in col]
     if missing:
         raise UserError(f"{src.path}: Argus binetflow lacks column(s) {missing}; export them with ra -s")
     keep, proto = _ipv4_rows(src, col["srcaddr"], col["dstaddr"], col["proto"], report)

@@ -95,10 +95,9 @@ def read_table_file(path: str | Path, mapping: dict[str, str] | None = None, fmt
         return flows_from_frame(raw, path, fmt=fmt or "generic", mapping=mapping, progress=progress)
     header = _first_line(path)
     columns = _split_header(header)
-    if not header.startswith("#") and not header.startswith("{"):
-        _check_unique(columns, path)
     kind = _table_kind_of(columns, mapping, fmt)
     if kind is not None:
+        check_unique(columns, path, used=columns_for(kind))
         raw = _read_canonical_csv(path, header)
         return _canonical_trace(raw, kind, path, "csv", progress)
     from .netflow import read_flow_records
@@ -159,14 +158,19 @@ def _table_kind_of(columns: list[str], mapping: dict | None, fmt: str | None) ->
     return kind
 
 
-def _check_unique(columns: list[str], path: Path) -> None:
-    """A header naming a column twice is ambiguous (pandas would silently rename the second)."""
+def check_unique(columns: list[str], path: Path, used, *, case: bool = True) -> None:
+    """A header naming a column the reader uses twice is ambiguous (pandas would silently read the first
+    and rename the second): refused with both positions. Unused duplicates (CICFlowMeter repeats `Fwd
+    Header Length`) are harmless. `case=False` compares names case-insensitively (Argus)."""
+    norm = (lambda c: c) if case else str.lower
+    wanted = {norm(c) for c in used}
     seen: dict[str, int] = {}
     for i, name in enumerate(columns, start=1):
-        if name in seen:
-            raise UserError(f"{path}: line 1: column {name!r} appears twice (columns {seen[name]} and {i}); "
+        key = norm(name)
+        if key in seen and key in wanted:
+            raise UserError(f"{path}: line 1: column {name!r} appears twice (columns {seen[key]} and {i}); "
                             "rename or remove one")
-        seen[name] = i
+        seen.setdefault(key, i)
 
 
 def _read_canonical_csv(path: Path, header: str) -> pd.DataFrame:
