@@ -183,7 +183,8 @@ def _works_or_exits_2(argv: list[str], capsys) -> int:
 
 
 def _cheap_scale(value) -> bool:
-    """Scales that sample at most a few thousand records (huge ones are item 5's bound, not parsing)."""
+    """Scales that sample at most a few thousand records. Huge sizes are left to the size bound (issue 14
+    item 5): until it lands, `--count 5887119879978082.0` parses (as 5.9e15) and allocates without limit."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -200,12 +201,13 @@ def test_generate_scale_and_seed_work_or_exit_2(tiny_run, tmp_path, capsys, scal
 
 
 @_settings
-@given(count=st.one_of(st.integers(-10**30, 3000), st.floats(), st.sampled_from(["", "1e3", "nan", "12abc"])))
+@given(count=st.one_of(st.integers(-10**30, 3000), st.floats(max_value=3000), st.floats(allow_nan=True).filter(
+    lambda v: not math.isfinite(v)), st.sampled_from(["", "1e3", "nan", "12abc", "2000.0", "-0"])))
 def test_generate_count_works_or_exits_2(tiny_run, tmp_path, capsys, count):
     code = _works_or_exits_2(["generate", str(tiny_run), "--out", str(tmp_path / "s.csv"), "--count", _text(count)],
                              capsys)
     if code == 0:
-        assert len(pd.read_csv(tmp_path / "s.csv")) == int(count)
+        assert len(pd.read_csv(tmp_path / "s.csv")) == int(float(count))
 
 
 @_settings
