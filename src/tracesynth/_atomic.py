@@ -89,7 +89,7 @@ def temporary_path(folder: Path, name: str) -> Path:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_parts(path.parent, f".{glob.escape(path.name)}.*.part")  # an earlier killed write of it
     tmp_path = temporary_path(path.parent, path.name)
@@ -110,3 +110,36 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     with atomic_path(path) as tmp:
         with open(tmp, mode) as fh:
             yield fh
+
+
+def check_output_path(path: str | Path, what: str = "output", example: str = "out.csv") -> Path:
+    """`path` as a Path, or a UserError (one line) when it cannot become a file: it is a folder, or a
+    folder above it is a file. Called before long work, so a typo fails at once, not at the end."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: {what} is a folder; give a file name (e.g. {path / example})")
+    _check_parents(path, what)
+    return path
+
+
+def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """`path` as a Path, or a UserError when it cannot become a folder: a file is in the way."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: {what} exists and is a file; choose another name")
+    _check_parents(path, what)
+    return path
+
+
+def _check_parents(path: Path, what: str) -> None:
+    from .errors import UserError
+
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{path}: cannot write the {what} there, {parent} is a file, not a folder")
+            return

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._atomic import check_output_path
 from .errors import UserError
 from .io import Trace, read_trace, write_trace
 from .progress import ProgressCallback
@@ -26,12 +27,14 @@ TOP_PORTS = 10
 
 def inspect_trace(path: str | Path, *, mapping: dict[str, str] | None = None, flow_format: str | None = None,
                   progress: ProgressCallback | None = None, flows: bool = False,
-                  config: Any = None) -> dict[str, Any]:
+                  config: Any = None, salvage: bool = False) -> dict[str, Any]:
     """Read a trace and summarise it: size, time span, hosts, flows, protocol mix, ports, what was skipped.
 
     `flows`: also add `flow_details` (flows per chunk, spanning flows, length percentiles, flows the cap
-    would split) under `config` (default: the preset for the trace's kind)."""
-    trace = read_trace(path, mapping=mapping, flow_format=flow_format, progress=progress)
+    would split) under `config` (default: the preset for the trace's kind). `salvage`: keep the packets
+    before damage in the middle of a capture. A trace without records gives a summary with 0 records
+    and a warning saying so."""
+    trace = read_trace(path, mapping=mapping, flow_format=flow_format, progress=progress, salvage=salvage)
     summary = summarize(trace)
     if flows:
         from .config import preset
@@ -103,7 +106,7 @@ def _plain(value: Any) -> Any:
 
 def convert_trace(src: str | Path, dst: str | Path, *, mapping: dict[str, str] | None = None,
                   flow_format: str | None = None, link_type: str | None = None, nanosecond: bool = False,
-                  progress: ProgressCallback | None = None) -> dict[str, Any]:
+                  progress: ProgressCallback | None = None, salvage: bool = False) -> dict[str, Any]:
     """Read any supported trace and write it as .pcap, .csv or .parquet (by `dst`'s suffix)."""
     dst = Path(dst)
     if dst.suffix.lower() not in (".pcap", ".cap", ".csv", ".parquet", ".pq"):
@@ -116,7 +119,8 @@ def convert_trace(src: str | Path, dst: str | Path, *, mapping: dict[str, str] |
             options["nanosecond"] = True
     elif link_type is not None or nanosecond:
         raise UserError(f"{dst}: --link-type and --ns only apply to .pcap output")
-    trace = read_trace(src, mapping=mapping, flow_format=flow_format, progress=progress)
+    check_output_path(dst)
+    trace = read_trace(src, mapping=mapping, flow_format=flow_format, progress=progress, salvage=salvage)
     out = write_trace(trace.table, dst, **options)
     return {"source": str(src), "output": str(out), "kind": trace.kind, "source_format": trace.report.format,
             "records": int(len(trace.table)), "skipped": {str(k): int(v) for k, v in trace.report.skipped.items()},
@@ -124,14 +128,16 @@ def convert_trace(src: str | Path, dst: str | Path, *, mapping: dict[str, str] |
 
 
 def meter_flows_file(pcap: str | Path, out: str | Path, idle_timeout: float = 120.0,
-                     active_timeout: float = 1800.0, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+                     active_timeout: float = 1800.0, *, progress: ProgressCallback | None = None,
+                     salvage: bool = False) -> dict[str, Any]:
     """Flow-meter a packet trace into flow records written to `out` (.csv or .parquet)."""
     from .io.flowmeter import meter_flows
 
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise UserError(f"{out}: flow records are written as .csv or .parquet; change the output suffix")
-    trace = read_trace(pcap, progress=progress)
+    check_output_path(out)
+    trace = read_trace(pcap, progress=progress, salvage=salvage)
     if trace.kind != "packets":
         raise UserError(f"{pcap}: holds flow records already ({trace.report.format}); the flow meter needs "
                         "a packet capture (pcap/pcapng) or a tracesynth packet table")

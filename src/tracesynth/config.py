@@ -7,12 +7,15 @@ optional differential privacy. Presets reproduce NetShare's example configuratio
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -128,7 +131,7 @@ class TrainingConfig(_Section):
     checkpoint_selection: bool = True
     holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)  # numpy and torch seeds are unsigned 64-bit
 
 
 class PrivacyConfig(_Section):
@@ -288,6 +291,29 @@ def preset(name: str) -> TraceSynthConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+def fields_for_columns(config: TraceSynthConfig, columns, *, trace: str, config_file: str | None) -> TraceSynthConfig:
+    """`config` without the fields whose column the trace lacks, when they come from a preset.
+
+    Presets model every field a trace can have (netflow: `label`), but flow records metered from a
+    capture, or NetShare flows without `type`, have none: such a field is left out, with one log line,
+    and the run's saved config shows the fields actually modelled. A config file names its fields on
+    purpose, so there a missing column is refused, saying which field to remove.
+    """
+    missing = [f.name for f in config.fields if f.name not in set(map(str, columns))]
+    if not missing:
+        return config
+    if config_file is not None:
+        one = len(missing) == 1
+        raise ConfigError(f"{config_file}: fields: {', '.join(map(repr, missing))} {'is not a column' if one else 'are not columns'} "
+                          f"of {trace} (columns: {', '.join(map(str, columns))}); remove {'it' if one else 'them'} "
+                          f"from `fields`, or give a trace that has {'it' if one else 'them'}")
+    data = config.model_dump(mode="json")
+    data["fields"] = [f for f in data["fields"] if f["name"] not in missing]
+    log.warning("%s has no %s column: left out of the model (the run's config.json lists the fields modelled)",
+                trace, ", ".join(map(repr, missing)))
+    return config_from_dict(data, "preset")
+
+
 def _format_validation(exc: ValidationError, source: str) -> str:
     parts = []
     for e in exc.errors():
@@ -305,22 +331,43 @@ def config_from_dict(data: dict, source: str = "<config>") -> TraceSynthConfig:
         raise ConfigError(_format_validation(exc, source)) from None
 
 
+def read_yaml_or_json(path: Path, what: str):
+    """Parse a YAML (.yaml/.yml) or JSON file; any problem is one ConfigError line naming file, line, column."""
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    kind = "YAML" if yaml_file else "JSON"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (binary byte at offset {exc.start}); the {what} must be "
+                          f"{kind} text") from None
+    try:
+        if yaml_file:
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # noqa: BLE001 -- yaml raises many classes; all mean "bad syntax"
+        raise ConfigError(f"{path}: not valid {kind}: {_syntax_problem(exc)}") from None
+
+
+def _syntax_problem(exc: Exception) -> str:
+    """A YAML/JSON syntax error in one line: 'line L, column C: problem' (YAML's caret diagram dropped)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or "syntax error"
+        context = getattr(exc, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+    return " ".join(str(exc).split())
+
+
 def load_config(path: str | Path) -> TraceSynthConfig:
     """Load YAML (.yaml/.yml) or JSON; a `preset: NAME` key starts from that preset and overrides it."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml/json syntax errors carry line numbers in their message
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    data = read_yaml_or_json(path, "config") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: config must be a mapping of keys to values")
     base = data.pop("preset", None)

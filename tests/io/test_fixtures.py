@@ -37,9 +37,13 @@ def test_every_fixture_gives_packets_or_one_clear_error(group):
     assert "packets" in outcomes  # each corpus holds readable captures too
 
 
-def test_pcapfix_damaged_capture_keeps_packets_before_the_damage():
+def test_pcapfix_damaged_capture_is_refused_unless_salvaged():
+    """Record 2 of this deliberately damaged file has a 16,896-byte length and 72,084,305 microseconds, with
+    8,772 of its 8,886 bytes after it: corruption in the middle, not a cut-off end."""
     path = FIXTURES / "debian-examples" / "pcapfix" / "test_damaged.pcap"
     if not path.exists():
         pytest.skip(f"{path} not found")
-    trace = read_packets(path)
-    assert len(trace.table) >= 1 and "byte offset" in trace.report.warnings[0]
+    with pytest.raises(TraceFormatError, match=r"at byte offset 114: .*1 packet\(s\) were read before it.*--salvage"):
+        read_packets(path)
+    trace = read_packets(path, salvage=True)
+    assert len(trace.table) == 1 and "byte offset 114" in trace.report.warnings[0]

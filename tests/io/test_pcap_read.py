@@ -308,7 +308,10 @@ def test_garbage_record_length_stops_at_that_offset(tmp_path):
     struct.pack_into("<I", data, second + 8, 0x7FFFFFF0)
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(bytes(data))
-    trace = read_packets(bad)
+    with pytest.raises(TraceFormatError, match=r"1 packet\(s\) were read before it.*--salvage") as info:
+        read_packets(bad)  # most of the file lies after the damage: refused unless salvaged
+    assert info.value.offset == second
+    trace = read_packets(bad, salvage=True)
     assert len(trace.table) == 1 and f"byte offset {second}" in trace.report.warnings[0]
     struct.pack_into("<I", data, 24 + 8, 0x7FFFFFF0)  # now the very first record is garbage
     bad.write_bytes(bytes(data))

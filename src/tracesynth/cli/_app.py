@@ -25,6 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+#: `--salvage` on every command that reads traces (inspect, convert, flows, fit, evaluate, report).
+SALVAGE = typer.Option(False, "--salvage", help="Keep the packets before damage in the middle of a capture "
+                       "(a corrupt record length) instead of refusing the file; a cut-off last record is "
+                       "always kept with a warning.")
+
 #: Results go to stdout; progress, warnings and errors go to stderr.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .. import api
-from ._app import app, out, progress_bar
+from ._app import SALVAGE, app, out, progress_bar
 
 _REAL = typer.Argument(..., help="The real trace (pcap/pcapng, flow CSV or tracesynth .csv/.parquet).",
                        show_default=False)
@@ -20,7 +20,8 @@ _TRAIN = typer.Option(None, "--train", help="The table the generator was trained
 _BASELINE = typer.Option(False, "--baseline", help="Also score the column-shuffled REAL, side by side.")
 _NO_DOWNSTREAM = typer.Option(False, "--no-downstream", help="Skip the downstream tasks (classifiers, "
                               "sketches, anomaly detection).")
-_SEED = typer.Option(0, "--seed", help="Seed for subsampling, splits and models.")
+#: scikit-learn's random_state takes 0..2^32-1.
+_SEED = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed for subsampling, splits and models (0..2^32-1).")
 
 #: (label, summary key, what good looks like, key of what it is compared with in result["compared_with"])
 HEADLINE = (("avg JSD (SA DA SP DP PR)", "avg_jsd", "0", "fidelity"),
@@ -72,11 +73,11 @@ def _print_result(result: dict) -> None:
 def evaluate(real: Path = _REAL, synth: Path = _SYNTH,
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
              no_downstream: bool = _NO_DOWNSTREAM, baseline: bool = _BASELINE, train: Optional[Path] = _TRAIN,
-             seed: int = _SEED) -> None:
+             seed: int = _SEED, salvage: bool = SALVAGE) -> None:
     """Score SYNTH against REAL: NetShare's metrics, flow shapes, two-sample test, privacy, downstream tasks."""
     with progress_bar("evaluating") as progress:
         result = api.evaluate_paths(real, synth, train=train, json_out=json_out, downstream=not no_downstream,
-                                    baseline=baseline, seed=seed, progress=progress)
+                                    baseline=baseline, seed=seed, progress=progress, salvage=salvage)
     _print_result(result)
     if json_out is not None:
         out.print(f"wrote {json_out}", highlight=False)
@@ -88,12 +89,12 @@ def report(real: Path = _REAL, synth: Path = _SYNTH,
            no_downstream: bool = _NO_DOWNSTREAM, baseline: bool = _BASELINE, train: Optional[Path] = _TRAIN,
            meta: Optional[Path] = typer.Option(None, "--meta", help="A JSON file of run facts (for example the "
                                                "run manifest's privacy block) shown in a 'Run' section."),
-           seed: int = _SEED) -> None:
+           seed: int = _SEED, salvage: bool = SALVAGE) -> None:
     """Write one self-contained HTML report comparing SYNTH with REAL (tables, plots, verdict)."""
     facts = _read_meta(meta) if meta is not None else None
     with progress_bar("reporting") as progress:
         result = api.report_paths(real, synth, out_path, train=train, downstream=not no_downstream,
-                                  baseline=baseline, seed=seed, meta=facts, progress=progress)
+                                  baseline=baseline, seed=seed, meta=facts, progress=progress, salvage=salvage)
     out.print(f"wrote {result['report']}", highlight=False)
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .. import api
 from ..io.netflow import parse_mapping
-from ._app import app, out, progress_bar
+from ._app import SALVAGE, app, out, progress_bar
 
 
 class LinkType(str, Enum):
@@ -41,11 +41,12 @@ def inspect(trace: Path = _TRACE,
             json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
             mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT,
             flow_details: bool = typer.Option(False, "--flows", help="Also show flows per chunk, flows spanning "
-                                              "chunks, flow-length percentiles and flows the length cap splits.")) -> None:
+                                              "chunks, flow-length percentiles and flows the length cap splits."),
+            salvage: bool = SALVAGE) -> None:
     """Summarise a trace: records, time span, hosts, flows, protocol mix, top ports, what was skipped."""
     with progress_bar("reading", enabled=not json_out) as progress:
         summary = api.inspect_trace(trace, mapping=parse_mapping(mapping), flow_format=_value(fmt),
-                                    progress=progress, flows=flow_details)
+                                    progress=progress, flows=flow_details, salvage=salvage)
     if json_out:
         print(json.dumps(summary, indent=2))
         return
@@ -65,11 +66,12 @@ def convert(trace: Path = _TRACE,
             output: Path = typer.Argument(..., help="Output file: .pcap, .csv or .parquet.", show_default=False),
             link_type: Optional[LinkType] = typer.Option(None, "--link-type", help="Link type of a .pcap output."),
             ns: bool = typer.Option(False, "--ns", help="Nanosecond timestamps in a .pcap output."),
-            mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT) -> None:
+            mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT,
+            salvage: bool = SALVAGE) -> None:
     """Convert between pcap/pcapng (read), flow-record formats (read), .pcap, .csv and .parquet."""
     with progress_bar("converting") as progress:
         result = api.convert_trace(trace, output, mapping=parse_mapping(mapping), flow_format=_value(fmt),
-                                   link_type=_value(link_type), nanosecond=ns, progress=progress)
+                                   link_type=_value(link_type), nanosecond=ns, progress=progress, salvage=salvage)
     what = "packets" if result["kind"] == "packets" else "flow records"
     out.print(f"wrote {result['records']:,} {what} to {result['output']} "
               f"(from {result['source_format']})", highlight=False)
@@ -82,10 +84,11 @@ def flows(pcap: Path = typer.Argument(..., help="Packet capture (pcap/pcapng) or
           output: Path = typer.Argument(..., help="Flow records out: .csv or .parquet.", show_default=False),
           idle_timeout: float = typer.Option(120.0, "--idle-timeout", help="Seconds of silence that end a flow."),
           active_timeout: float = typer.Option(1800.0, "--active-timeout",
-                                               help="Seconds after its first packet that a flow record is cut.")) -> None:
+                                               help="Seconds after its first packet that a flow record is cut."),
+          salvage: bool = SALVAGE) -> None:
     """Flow meter: group packets into unidirectional 5-tuple flow records (idle and active timeouts)."""
     with progress_bar("metering") as progress:
-        result = api.meter_flows_file(pcap, output, idle_timeout, active_timeout, progress=progress)
+        result = api.meter_flows_file(pcap, output, idle_timeout, active_timeout, progress=progress, salvage=salvage)
     out.print(f"{result['packets']:,} packets -> {result['flows']:,} flow records in {result['output']} "
               f"(idle {result['idle_timeout']:g} s, active {result['active_timeout']:g} s)", highlight=False)
     _print_skipped(result)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, out, progress_bar
+from ._app import SALVAGE, app, out, progress_bar
 
 
 @app.command()
@@ -27,6 +27,7 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5)."),
         public: Optional[Path] = typer.Option(None, "--public", help="Public trace: fit encoders and pretrain "
                                               "on it (no DP), then fine-tune every chunk on TRACE."),
+        salvage: bool = SALVAGE,
         ) -> None:
     """Fit a generative model of TRACE into a run folder (resumes an interrupted fit)."""
     from .. import api
@@ -34,7 +35,8 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
     with progress_bar("fit") as bar:
         result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
                               workers=workers, ray=ray, seed=seed, device=device, force=force,
-                              dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, progress=bar)
+                              dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, salvage=salvage,
+                              progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
     out.print(f"sizing: {result['sizing']}")
     what = "packets" if result["kind"] == "packets" else "flow records"

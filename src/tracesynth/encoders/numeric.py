@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 
+from ..errors import UserError
 from .base import Encoder, Span
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class NumericEncoder(Encoder):
             lo, hi = self._forward(np.asarray(self.value_range, dtype=np.float64))
         elif values.size:
             if self.log1p and np.min(values) < 0:
-                raise ValueError(f"{self.name}: log1p needs non-negative values, found {np.min(values)}")
+                raise UserError(f"{self.name}: log1p needs non-negative values, found {float(np.min(values)):g}; "
+                                "clip the column at 0 or set log1p: false for this field")
             f = self._forward(values)
             lo, hi = float(np.min(f)), float(np.max(f))
         else:

@@ -133,6 +133,8 @@ def evaluate_tables(real: pd.DataFrame, synth: pd.DataFrame, *, train: pd.DataFr
     from threadpoolctl import threadpool_limits
 
     kind = _check_pair(real, synth)
+    shared = [c for c in real.columns if c in synth.columns]
+    real, synth = real[shared], synth[[c for c in synth.columns if c in shared]]  # compare like with like
     with threadpool_limits(limits=1):
         result: dict[str, Any] = {"kind": kind, "rows": {"real": len(real), "synthetic": len(synth)}, "seed": seed}
         result.update(_score(real, synth, kind, train=train, downstream=downstream, seed=seed,
@@ -160,21 +162,39 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def read_table(path: str | Path, *, progress: ProgressCallback | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, *, progress: ProgressCallback | None = None, salvage: bool = False) -> pd.DataFrame:
     """Read any trace tracesynth reads (pcap, pcapng, flow CSV, parquet) as its canonical table."""
     from ..io import read_trace
 
-    return read_trace(path, progress=progress).table
+    return read_trace(path, progress=progress, salvage=salvage).table
+
+
+def _read_sides(real, synth, train, progress, salvage: bool):
+    """REAL, SYNTH and (if given) TRAIN as canonical tables, without the optional columns that any of
+    them lacks (a NetShare packet CSV has no tcp_flags: the reader sets it to 0, which must not be
+    compared with real flags)."""
+    from ..io import read_trace, require_records
+
+    paths = [p for p in (real, synth, train) if p is not None]
+    traces = [require_records(read_trace(p, progress=progress, salvage=salvage), "evaluate") for p in paths]
+    absent = sorted({c for t in traces for c in t.report.notes.get("absent_columns", [])})
+    if absent:
+        log.warning("left out of the comparison (absent from a side): %s", ", ".join(absent))
+    tables = [t.table.drop(columns=absent) for t in traces]
+    return tables[0], tables[1], tables[2] if train is not None else None
 
 
 def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | None = None,
                    json_out: str | Path | None = None, downstream: bool = True, baseline: bool = False,
-                   seed: int = 0, progress: ProgressCallback | None = None) -> dict:
-    """Read both traces, evaluate, optionally write the JSON (atomically); returns the JSON-ready dict."""
-    from .._atomic import atomic_open
+                   seed: int = 0, progress: ProgressCallback | None = None, salvage: bool = False) -> dict:
+    """Read both traces, evaluate, optionally write the JSON (atomically); returns the JSON-ready dict.
 
-    r, s = read_table(real, progress=progress), read_table(synth, progress=progress)
-    t = read_table(train, progress=progress) if train is not None else None
+    `salvage`: keep the packets before damage in the middle of a capture (see `read_trace`)."""
+    from .._atomic import atomic_open, check_output_path
+
+    if json_out is not None:
+        check_output_path(json_out, "--json file", "scores.json")
+    r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))
     result["inputs"] = {"real": str(real), "synthetic": str(synth), "train": None if train is None else str(train)}
@@ -186,12 +206,13 @@ def evaluate_paths(real: str | Path, synth: str | Path, *, train: str | Path | N
 
 def report_paths(real: str | Path, synth: str | Path, out: str | Path, *, train: str | Path | None = None,
                  downstream: bool = True, baseline: bool = False, seed: int = 0, meta: dict | None = None,
-                 progress: ProgressCallback | None = None) -> Path:
+                 progress: ProgressCallback | None = None, salvage: bool = False) -> Path:
     """Read both traces, evaluate, and write one self-contained HTML report to `out`."""
+    from .._atomic import check_output_path
     from .report import write_report
 
-    r, s = read_table(real, progress=progress), read_table(synth, progress=progress)
-    t = read_table(train, progress=progress) if train is not None else None
+    check_output_path(out, "report", "report.html")
+    r, s, t = _read_sides(real, synth, train, progress, salvage)
     result = to_jsonable(evaluate_tables(r, s, train=t, downstream=downstream, seed=seed, progress=progress,
                                          baseline=baseline))
     result["inputs"] = {"real": str(real), "synthetic": str(synth), "train": None if train is None else str(train)}

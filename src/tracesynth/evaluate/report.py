@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from . import NETSHARE_KEYS
 from .fidelity import CONTINUOUS, field_values
 from .metrics import ecdf, popularity_ranks
 from .structure import flow_distributions
+
+log = logging.getLogger(__name__)
 
 REAL, SYNTH = "#1f77b4", "#d62728"
 
@@ -55,6 +59,11 @@ def _cdf(ax, real: np.ndarray, synth: np.ndarray, title: str, log: bool = False)
         if values.size:
             x, p = ecdf(values)
             ax.plot(x, p, color=color, label=label, lw=1.6, ls="-" if label == "real" else "--")
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no positive values" if log else "no values", ha="center", va="center",
+                transform=ax.transAxes, color="gray")
+        ax.set_title(title, fontsize=10)
+        return
     if log:
         ax.set_xscale("log")
     else:
@@ -261,8 +270,15 @@ def render(real: pd.DataFrame, synth: pd.DataFrame, result: dict, *, meta: dict 
 
 def write_report(real: pd.DataFrame, synth: pd.DataFrame, result: dict, out: str | Path, *,
                  meta: dict | None = None) -> Path:
-    """Render and write the report atomically; returns its path."""
-    html = render(real, synth, result, meta=meta)
+    """Render and write the report atomically; returns its path.
+
+    matplotlib's warnings (an empty legend, a log axis without positive values) go to the log, not to
+    the user's terminal: the figure says what is missing itself."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = render(real, synth, result, meta=meta)
+    for w in caught:
+        log.info("report: %s", " ".join(str(w.message).split()))
     with atomic_open(out, "w") as fh:
         fh.write(html)
     return Path(out)

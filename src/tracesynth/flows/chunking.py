@@ -48,7 +48,7 @@ def chunk_windows(times: np.ndarray, config: TraceSynthConfig) -> tuple[np.ndarr
         outside = (times < lo) | (times > hi)
         if outside.any():
             raise ConfigError(f"time.window: {int(outside.sum())} record(s) fall outside the configured window "
-                              f"[{lo}, {hi}] (first at t={times[outside][0]!r}); widen time.window or remove it")
+                              f"[{lo}, {hi}] (first at t={float(times[outside][0])!r}); widen time.window or remove it")
     elif len(times):
         lo, hi = float(times.min()), float(times.max())
     else:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import pandas as pd
 from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback
 from ..schema import TraceKind, table_kind
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,19 +74,47 @@ def sniff_format(path: str | Path) -> str:
 
 
 def read_trace(path: str | Path, *, mapping: dict[str, str] | None = None, flow_format: str | None = None,
-               progress: ProgressCallback | None = None) -> Trace:
+               progress: ProgressCallback | None = None, salvage: bool = False) -> Trace:
     """Read a packet capture or a flow-record file into its canonical table.
 
-    `mapping` (canonical name -> file column) and `flow_format` only matter for flow files.
+    `mapping` (canonical name -> file column) and `flow_format` only matter for flow files. `salvage`
+    keeps the packets before damage in the middle of a capture instead of refusing the file. A file
+    without records (a header only) reads as an empty table with a warning saying so.
     """
     fmt = sniff_format(path)
     if fmt in ("pcap", "pcapng", "gzip"):
         from .pcap import read_packets
 
-        return read_packets(path, progress=progress)
-    from .tables import read_table_file
+        trace = read_packets(path, progress=progress, salvage=salvage)
+    else:
+        from .tables import read_table_file
 
-    return read_table_file(path, mapping=mapping, fmt=flow_format, progress=progress)
+        trace = read_table_file(path, mapping=mapping, fmt=flow_format, progress=progress)
+    _note_empty(trace)
+    return trace
+
+
+def _note_empty(trace: Trace) -> None:
+    """Say so when a file holds no records at all, or none that could be kept."""
+    report = trace.report
+    unit = "packets" if trace.kind == "packets" else "records"
+    if report.records_seen == 0:
+        report.warnings.append(f"{report.path}: holds no {unit} (only a header); there is nothing to read")
+    elif len(trace.table) == 0:
+        report.warnings.append(f"{report.path}: none of its {report.records_seen:,} {unit} could be kept "
+                               f"(skipped: {', '.join(f'{k} {v:,}' for k, v in report.skipped.items()) or '-'})")
+    else:
+        return
+    log.info(report.warnings[-1])  # commands print the report's warnings; fit and evaluate refuse
+
+
+def require_records(trace: Trace, what: str) -> Trace:
+    """`trace`, or a UserError naming its file when it has no records (`what`: the command, e.g. "fit")."""
+    if len(trace.table) == 0:
+        seen = trace.report.records_seen
+        why = "it holds only a header" if seen == 0 else f"none of its {seen:,} records could be kept"
+        raise UserError(f"{trace.report.path}: nothing to {what}: {why}; give a trace with IPv4 records")
+    return trace
 
 
 def write_trace(table: pd.DataFrame, path: str | Path, **options: Any) -> Path:
@@ -104,4 +135,4 @@ def write_trace(table: pd.DataFrame, path: str | Path, **options: Any) -> Path:
     raise UserError(f"{path}: unknown output suffix {suffix!r}; use .pcap, .csv or .parquet")
 
 
-__all__ = ["ReadReport", "Trace", "read_trace", "write_trace", "sniff_format"]
+__all__ = ["ReadReport", "Trace", "read_trace", "require_records", "write_trace", "sniff_format"]

@@ -14,8 +14,8 @@ IPv6 and non-IP rows are skipped and counted in `report.skipped`, never misparse
 """
 from __future__ import annotations
 
-import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +26,17 @@ from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback, emit
 from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
 from . import ReadReport, Trace
-from .tables import _first_line, _split_header, canonical_column
+from .tables import (_TS_UNITS, _first_line, _split_header, _time_unit, canonical_column, check_times,
+                     check_unique, clip_durations, csv_error, shown)
 
 log = logging.getLogger(__name__)
 
 FLOW_FORMATS = ("netshare", "generic", "zeek", "zeek-json", "zeek-csv", "argus")
 _UNSET = ("", "-", "(empty)", "nan", "NaN", "None", "<NA>")
 _NON_IP_PROTOS = ("ARP", "RARP", "LLC", "MAN", "IPX/SPX", "STP", "LLDP", "ESP-NULL")
-#: Divisor from each unit to seconds (dividing by an exact power of ten rounds correctly).
-_TS_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "µs": 1e6, "ns": 1e9}
 #: Keys a mapping may hold besides canonical column names.
 _MAPPING_OPTIONS = ("ts_unit", "td_unit")
+_ARGUS_COLUMNS = ("starttime", "dur", "proto", "srcaddr", "sport", "dstaddr", "dport", "totpkts", "totbytes")
 _ZEEK = dict(ts="ts", srcip="id.orig_h", srcport="id.orig_p", dstip="id.resp_h", dstport="id.resp_p",
              proto="proto", td="duration")
 
@@ -64,10 +64,25 @@ def read_flow_records(path: str | Path, *, mapping: dict[str, str] | None = None
         src = _read_json_lines(path)
     else:
         sep = "\t" if "\t" in header and "," not in header else ","
+        check_unique(_split_header(header), path, _used_columns(fmt, mapping), case=fmt != "argus")
         src = _read_csv(path, sep)
     trace = _to_flows(src, fmt, mapping)
     emit(progress, "read", len(trace.table), len(trace.table), "records", format=fmt)
     return trace
+
+
+def _used_columns(fmt: str, mapping: dict[str, str] | None) -> set[str]:
+    """The file columns a CSV flow format reads (a duplicate of any of them is ambiguous)."""
+    if fmt == "netshare":
+        return set(FLOW_COLUMNS) | {"type"}
+    if fmt == "zeek-csv":
+        return set(_ZEEK.values()) | {"orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "label",
+                                      "detailed-label"}
+    if fmt == "argus":
+        return set(_ARGUS_COLUMNS) | {"srcpkts", "srcbytes", "label"}
+    mapping = mapping or {}
+    return {mapping.get(k, k) for k in (*FLOW_COLUMNS, FLOW_LABEL)} | {v for k, v in mapping.items()
+                                                                     if k not in _MAPPING_OPTIONS}
 
 
 def flows_from_frame(frame: pd.DataFrame, path: str | Path, *, fmt: str = "generic",
@@ -121,7 +136,7 @@ def _read_csv(path: Path, sep: str) -> _Source:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True,
                             low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise TraceFormatError(path, f"malformed CSV ({exc}); every row needs the header's columns") from None
+        raise csv_error(path, exc) from None
     frame.columns = [c.strip() for c in frame.columns]
     return _Source(frame, path, 2)
 
@@ -135,8 +150,7 @@ def _read_zeek_tsv(path: Path) -> _Source:
                 break
             n_header += 1
             if line.startswith("#separator"):
-                token = line.split(" ", 1)[1].strip() if " " in line else "\\x09"
-                sep = token.encode().decode("unicode_escape")
+                sep = _zeek_separator(path, line, n_header)
             elif line.startswith("#fields"):
                 fields = line.rstrip("\n").split(sep)[1:]
     if not fields:
@@ -144,10 +158,22 @@ def _read_zeek_tsv(path: Path) -> _Source:
     try:
         frame = pd.read_csv(path, sep=sep, header=None, names=fields, skiprows=n_header, dtype=str,
                             keep_default_na=False, quoting=3, low_memory=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise TraceFormatError(path, f"malformed Zeek log ({exc})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise csv_error(path, exc, "Zeek log") from None
     frame = frame[~frame[fields[0]].str.startswith("#")].reset_index(drop=True)
     return _Source(frame, path, n_header + 1)
+
+
+def _zeek_separator(path: Path, line: str, line_no: int) -> str:
+    """The separator a Zeek `#separator` line names: one character, or a `\\xNN` escape (Zeek's tab)."""
+    token = line.split(" ", 1)[1].strip("\r\n") if " " in line else "\\x09"
+    escape = re.fullmatch(r"\\x([0-9a-fA-F]{2})", token.strip())
+    if escape:
+        return chr(int(escape.group(1), 16))
+    if len(token) == 1:
+        return token
+    raise TraceFormatError(path, f"line {line_no}: #separator '{token[:20]}' is neither one character nor a \\xNN "
+                           "escape (Zeek writes \\x09 for a tab); fix that header line")
 
 
 def _read_json_lines(path: Path) -> _Source:
@@ -166,6 +192,11 @@ def _to_flows(src: _Source, fmt: str, mapping: dict[str, str] | None) -> Trace:
     elif fmt == "argus":
         table = _argus_flows(src, report)
     elif fmt == "netshare":
+        missing = [c for c in FLOW_COLUMNS if c not in src.frame.columns]
+        if missing:
+            raise UserError(f"{src.path}: not NetShare's flow CSV (no column(s) {', '.join(missing)}) nor its packet "
+                            "CSV (srcip,dstip,srcport,dstport,proto,pkt_len,tos,id,flag,off,ttl,time); pass "
+                            "--mapping to name the columns")
         table = _mapped_flows(src, {c: c for c in FLOW_COLUMNS} | _label_of(src.frame, "type"), report)
     else:
         table = _mapped_flows(src, _check_mapping(src, mapping or {}), report)
@@ -214,16 +245,16 @@ def _mapped_flows(src: _Source, spec: dict[str, str], report: ReadReport) -> pd.
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     lines = _lines(src, keep)
     cols = {
-        "ts": _times(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
-        "td": _times(sub, spec["td"], spec.get("td_unit", "s"), lines, unset_zero=True) if "td" in spec
+        "ts": _epochs(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
+        "td": _durations(sub, spec["td"], spec.get("td_unit", "s"), lines, report) if "td" in spec
         else np.zeros(len(sub.frame)),
         "srcip": _column(sub, spec["srcip"], "srcip", lines),
         "dstip": _column(sub, spec["dstip"], "dstip", lines),
         "srcport": _ports(sub, spec.get("srcport"), lines),
         "dstport": _ports(sub, spec.get("dstport"), lines),
         "proto": proto[keep],
-        "pkt": _column(sub, spec["pkt"], "pkt", lines),
-        "byt": _column(sub, spec["byt"], "byt", lines),
+        "pkt": _column(sub, spec["pkt"], "pkt", lines, report=report),
+        "byt": _column(sub, spec["byt"], "byt", lines, report=report),
     }
     if FLOW_LABEL in spec:
         cols[FLOW_LABEL] = sub.frame[spec[FLOW_LABEL]].astype(str).to_numpy(dtype=object)
@@ -240,7 +271,7 @@ def _zeek_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, "ts", "s", lines), "td": _times(sub, "duration", "s", lines, unset_zero=True),
+        "ts": _epochs(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
         "srcip": _column(sub, "id.orig_h", "srcip", lines), "dstip": _column(sub, "id.resp_h", "dstip", lines),
         "srcport": _ports(sub, "id.orig_p", lines), "dstport": _ports(sub, "id.resp_p", lines),
         "proto": proto[keep],
@@ -263,15 +294,14 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     """Argus binetflow: split by SrcPkts/SrcBytes when present, else one src->dst record per row."""
     f = src.frame
     col = {c.lower(): c for c in f.columns}
-    need = ("starttime", "dur", "proto", "srcaddr", "sport", "dstaddr", "dport", "totpkts", "totbytes")
-    missing = [n for n in need if n not in col]
+    missing = [n for n in _ARGUS_COLUMNS if n not in col]
     if missing:
         raise UserError(f"{src.path}: Argus binetflow lacks column(s) {missing}; export them with ra -s")
     keep, proto = _ipv4_rows(src, col["srcaddr"], col["dstaddr"], col["proto"], report)
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     fwd = pd.DataFrame({
-        "ts": _times(sub, col["starttime"], "auto", lines), "td": _times(sub, col["dur"], "s", lines, unset_zero=True),
+        "ts": _epochs(sub, col["starttime"], "auto", lines), "td": _durations(sub, col["dur"], "s", lines, report),
         "srcip": _column(sub, col["srcaddr"], "srcip", lines), "dstip": _column(sub, col["dstaddr"], "dstip", lines),
         "srcport": _ports(sub, col["sport"], lines), "dstport": _ports(sub, col["dport"], lines),
         "proto": proto[keep],
@@ -358,17 +388,19 @@ def _ipv4_rows(src: _Source, src_col: str, dst_col: str, proto_col: str,
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         where = f"line {row + src.first_line}" if src.first_line is not None else f"row {row}"
-        raise UserError(f"{src.path}: {where}, column {proto_col!r}: {src.frame[proto_col].iloc[row]!r} is not a "
+        raise UserError(f"{src.path}: {where}, column {proto_col!r}: {shown(src.frame[proto_col].iloc[row])} is not a "
                         "protocol name (TCP, UDP, ICMP, ...) or number 0..255; fix or remove that row")
     return keep, np.nan_to_num(proto).astype(np.uint8)
 
 
-def _column(src: _Source, col: str, canonical: str, lines, unset_zero: bool = False) -> np.ndarray:
+def _column(src: _Source, col: str, canonical: str, lines, unset_zero: bool = False,
+            report: ReadReport | None = None) -> np.ndarray:
+    """One column cast to `canonical`'s dtype; with `report`, float counts are rounded and counted."""
     values = src.frame[col]
     if unset_zero:
         values = values.where(~_text(src, col).isin(_UNSET), "0")
     try:
-        return canonical_column(values, canonical, FLOW_COLUMNS[canonical], src.path, None)
+        return canonical_column(values, canonical, FLOW_COLUMNS[canonical], src.path, None, report=report)
     except UserError as exc:
         raise _relocate(exc, lines, col) from None
 
@@ -400,7 +432,7 @@ def _ports(src: _Source, col: str | None, lines) -> np.ndarray:
     bad = np.isnan(out) | (out < 0) | (out > 65535) | (out != np.floor(out))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a port (0..65535, decimal or 0x hex); fix or remove that row")
     return out.astype(np.uint16)
 
@@ -426,22 +458,24 @@ def _times(src: _Source, col: str, unit: str, lines, unset_zero: bool = False) -
         return _datetimes(src, col, text, lines)
     if nan.any():
         row = int(np.flatnonzero(nan)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a time (a number of seconds/ms/µs or a date-time); fix or remove that row")
     if unit == "auto":
         unit = _time_unit(numbers)
     return numbers / _TS_UNITS[unit]
 
 
-def _time_unit(numbers: np.ndarray) -> str:
-    """Guess the unit of epoch times from their magnitude (year 2001+ in s is about 1e9)."""
-    if not numbers.size:
-        return "s"
-    median = float(np.median(np.abs(numbers)))
-    for unit, limit in (("ns", 1e17), ("us", 1e14), ("ms", 1e11)):
-        if median >= limit:
-            return unit
-    return "s"
+def _epochs(src: _Source, col: str, unit: str, lines) -> np.ndarray:
+    """Flow start times in epoch seconds; a negative one is refused naming its line."""
+    ts = _times(src, col, unit, lines)
+    check_times(ts, src.path, col, lambda row: _where(lines, row))
+    return ts
+
+
+def _durations(src: _Source, col: str, unit: str, lines, report: ReadReport) -> np.ndarray:
+    """Flow durations in seconds (unset -> 0); tiny negatives clipped and counted (`clip_durations`)."""
+    td = _times(src, col, unit, lines, unset_zero=True)
+    return clip_durations(td, report, src.path, lambda row: _where(lines, row), column=col)
 
 
 def _datetimes(src: _Source, col: str, text: pd.Series, lines) -> np.ndarray:
@@ -449,7 +483,7 @@ def _datetimes(src: _Source, col: str, text: pd.Series, lines) -> np.ndarray:
     bad = parsed.isna().to_numpy(bool)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {src.frame[col].iloc[row]!r} is not "
+        raise UserError(f"{src.path}: {_where(lines, row)}, column {col!r}: {shown(src.frame[col].iloc[row])} is not "
                         "a time (a number of seconds/ms/µs or a date-time); fix or remove that row")
     ns = parsed.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().astype(np.int64)
     return ns / 1e9
@@ -476,18 +510,11 @@ def parse_mapping(spec: str | Path | list[str] | None) -> dict[str, str] | None:
 
 
 def _mapping_file(path: Path) -> dict[str, str]:
+    from ..config import read_yaml_or_json
+
     if not path.is_file():
         raise UserError(f"mapping: {path} is neither a file nor NAME=COLUMN pairs (e.g. ts=StartTime,srcip=src)")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # json/yaml errors carry the line in their message
-        raise UserError(f"{path}: not a valid mapping file ({exc}); write a JSON or YAML object") from None
+    data = read_yaml_or_json(path, "mapping file")
     if not isinstance(data, dict) or not all(isinstance(v, (str, int)) for v in data.values()):
         raise UserError(f"{path}: mapping must be an object of canonical name -> column name")
     return {str(k): str(v) for k, v in data.items()}

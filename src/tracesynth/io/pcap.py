@@ -32,15 +32,18 @@ PCAP_HEADER_LEN = 24
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_GZIP_DEPTH = 3
 _CHUNK = 64 << 20
+#: Largest IPv4 packet: a record cut off at the end of a file may claim up to max(snaplen, this) bytes.
+MAX_PACKET = 65535
 
 EXTRA_COLUMNS = ("icmp_type", "icmp_code")
 
 
-def read_packets(path: str | Path, progress: ProgressCallback | None = None) -> Trace:
+def read_packets(path: str | Path, progress: ProgressCallback | None = None, *, salvage: bool = False) -> Trace:
     """Read a pcap / pcapng capture (optionally gzip-compressed, even twice) into the packet table.
 
     Non-IPv4 packets are counted in `report.skipped` by reason; a truncated last record becomes a
-    warning; a damaged file raises `TraceFormatError` naming the file and byte offset.
+    warning; a damaged file raises `TraceFormatError` naming the file and byte offset, except that
+    `salvage` keeps the packets before damage in the middle of the file (with a warning).
     """
     path = Path(path)
     fmt = sniff_format(path)
@@ -54,11 +57,11 @@ def read_packets(path: str | Path, progress: ProgressCallback | None = None) -> 
         fmt = report.notes["container"]
         report.format = f"{fmt}+gzip"
     if fmt == "pcap":
-        records = classic_records(buf, path, report)
+        records = classic_records(buf, path, report, salvage)
     elif fmt == "pcapng":
         from .pcapng import pcapng_records
 
-        records = pcapng_records(buf, path, report)
+        records = pcapng_records(buf, path, report, salvage)
     else:
         raise TraceFormatError(path, f"not a packet capture (looks like {fmt}); expected pcap or pcapng", 0)
     emit(progress, "read", total * 0.5, total, "bytes", packets=int(records.data_off.shape[0]))
@@ -82,24 +85,55 @@ def build_trace(buf: np.ndarray, records: PacketRecords, report: ReadReport) -> 
     return Trace(table, "packets", report)
 
 
-def check_walk(path: Path, status: int, stop: int, n_records: int, report: ReadReport, what: str) -> None:
-    """Turn a walk's end state into a warning (records were kept) or one TraceFormatError (none were)."""
+def check_walk(path: Path, status: int, stop: int, n_records: int, report: ReadReport, what: str, *,
+               size: int, plausible_cut: bool = True, salvage: bool = False) -> None:
+    """Turn a walk's end state into a warning or one TraceFormatError.
+
+    A last record cut off by the end of the file (WALK_TRUNCATED with a `plausible_cut` header: a length
+    a packet can have, a valid timestamp) is a truncated capture: the packets before it are kept with a
+    warning. Damage anywhere else with more of the file after it than before it is an error naming the
+    offset and the packets read before it, unless `salvage` keeps those packets (with a warning).
+    """
     if status == WALK_OK:
         return
     where = " of the decompressed data" if report.notes.get("container") else ""
-    if status == WALK_TRUNCATED:
+    cut_end = status == WALK_TRUNCATED and plausible_cut
+    if cut_end:
         reason = f"{what} is cut short (file truncated)"
     else:
-        reason = f"{what} header is corrupt (impossible length or magic)"
+        reason = f"{what} header is corrupt (impossible length, timestamp or magic)"
     if n_records == 0:
         raise TraceFormatError(path, f"{reason}{where}; no packets could be read. Is the capture complete?",
                                stop)
-    report.warnings.append(f"{path}: {reason} at byte offset {stop}{where}; kept the {n_records} packets "
-                           "before it")
+    unread = size - stop
+    if not cut_end and unread > stop and not salvage:
+        raise TraceFormatError(path, f"{reason}{where}; {n_records:,} packet(s) were read before it and "
+                               f"{unread:,} of {size:,} bytes after it are unread. Rerun with --salvage to keep "
+                               f"the {n_records:,} packet(s) before it, or repair the capture (e.g. with pcapfix)",
+                               stop)
+    report.warnings.append(f"{path}: {reason} at byte offset {stop}{where}; kept the {n_records:,} packet(s) "
+                           f"before it ({unread:,} bytes unread)")
     report.notes["stopped_at_offset"] = int(stop)
+    report.notes["unread_bytes"] = int(unread)
 
 
-def classic_records(buf: np.ndarray, path: Path, report: ReadReport) -> PacketRecords:
+def header_u32(buf: np.ndarray, pos: int, big: bool) -> int | None:
+    """The u32 at `pos` (a field of the record header where a walk stopped), None past the end."""
+    if pos + 4 > buf.shape[0]:
+        return None
+    return int.from_bytes(buf[pos:pos + 4].tobytes(), "big" if big else "little")
+
+
+def _plausible_cut(buf: np.ndarray, stop: int, big: bool, nano: bool, snaplen: int) -> bool:
+    """Whether the record header where the walk stopped could be a real, cut-off last record: a length
+    a packet can have (<= max(snaplen, 65535)) and a valid sub-second timestamp."""
+    cap, frac = header_u32(buf, stop + 8, big), header_u32(buf, stop + 4, big)
+    if cap is not None and cap > max(snaplen, MAX_PACKET):
+        return False
+    return frac is None or frac < (10**9 if nano else 10**6)
+
+
+def classic_records(buf: np.ndarray, path: Path, report: ReadReport, salvage: bool = False) -> PacketRecords:
     """Walk a classic pcap: global header, then 16-byte record headers, in either byte order."""
     if buf.shape[0] < PCAP_HEADER_LEN:
         raise TraceFormatError(path, f"pcap global header is cut short ({buf.shape[0]} of 24 bytes)", 0)
@@ -118,7 +152,8 @@ def classic_records(buf: np.ndarray, path: Path, report: ReadReport) -> PacketRe
     report.notes["byte_order"] = order
     report.notes["timestamp_resolution"] = "ns" if nano else "us"
     rec_off, caplen, wirelen, ts_sec, ts_frac, stop, status = walk_pcap(buf, PCAP_HEADER_LEN, big, snaplen)
-    check_walk(path, status, stop, rec_off.shape[0], report, "pcap record")
+    check_walk(path, status, stop, rec_off.shape[0], report, "pcap record", size=int(buf.shape[0]),
+               plausible_cut=_plausible_cut(buf, stop, big, nano, snaplen), salvage=salvage)
     time = ts_sec.astype(np.float64) + ts_frac.astype(np.float64) * (1e-9 if nano else 1e-6)
     return PacketRecords(rec_off, caplen, wirelen, np.full(rec_off.shape, linktype, np.int64), time)
 

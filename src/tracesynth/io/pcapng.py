@@ -20,6 +20,9 @@ from .decode import SUPPORTED_LINKTYPES, _view
 IDB_TYPE, OPB_TYPE, SPB_TYPE, EPB_TYPE = 1, 2, 3, 6
 PACKET_BLOCKS = (EPB_TYPE, SPB_TYPE, OPB_TYPE)
 OPT_END, OPT_TSRESOL, OPT_TSOFFSET = 0, 9, 14
+#: Longest block a cut-off last block may claim: an enhanced packet block's 32 fixed bytes, the largest
+#: IPv4 packet and 4 KiB of options. A longer claim is a corrupt length, not a truncated file.
+MAX_CUT_BLOCK = 32 + 65535 + 4096
 
 
 @dataclass
@@ -114,13 +117,16 @@ def _seconds(ticks: np.ndarray, iface_idx: np.ndarray, interfaces: list[Interfac
     return time
 
 
-def pcapng_records(buf: np.ndarray, path: Path, report: ReadReport) -> PacketRecords:
+def pcapng_records(buf: np.ndarray, path: Path, report: ReadReport, salvage: bool = False) -> PacketRecords:
     """Per-packet offsets, lengths, link types and times of every EPB / SPB / OPB in the file."""
-    from .pcap import check_walk
+    from .pcap import check_walk, header_u32
 
     blk_off, blk_type, blk_len, blk_big, stop, status = walk_pcapng(buf)
     is_pkt = np.isin(blk_type, PACKET_BLOCKS)
-    check_walk(path, status, stop, int(is_pkt.sum()), report, "pcapng block")
+    big = bool(blk_big[-1]) if blk_big.shape[0] else False
+    claimed = header_u32(buf, stop + 4, big)
+    check_walk(path, status, stop, int(is_pkt.sum()), report, "pcapng block", size=int(buf.shape[0]),
+               plausible_cut=claimed is None or claimed <= MAX_CUT_BLOCK, salvage=salvage)
     interfaces, section_base = _interfaces(buf, blk_off, blk_type, blk_len, blk_big, report)
     if interfaces and all(i.linktype not in SUPPORTED_LINKTYPES for i in interfaces):
         first_idb = int(blk_off[np.flatnonzero(blk_type == IDB_TYPE)[0]])

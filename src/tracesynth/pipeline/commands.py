@@ -10,7 +10,7 @@ import math
 import time
 from pathlib import Path
 
-from ..config import TraceSynthConfig, config_from_dict, load_config, preset as preset_config
+from ..config import TraceSynthConfig, config_from_dict, fields_for_columns, load_config, preset as preset_config
 from ..errors import UserError
 from ..progress import ProgressCallback
 from .runners import RayRunner, make_runner
@@ -78,20 +78,25 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
              epochs: int | None = None, chunks: int | None = None, workers: int | None = None, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
-             public: str | Path | None = None, progress: ProgressCallback | None = None) -> dict:
+             public: str | Path | None = None, salvage: bool = False,
+             progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
     `dp_epsilon`/`dp_delta`: train with differential privacy; `public`: a public trace to fit the
     encoders on and pretrain on before fine-tuning on TRACE (with or without DP). Chunks and batch size
     unset in the config are chosen from the trace (flows/sizing.py); `workers` None: one per core, at most
-    one per fine-tuned chunk.
+    one per fine-tuned chunk. `salvage`: keep the packets before damage in the middle of a capture. A
+    trace without records is refused.
     """
-    from ..io import read_trace
+    from .._atomic import check_output_folder
+    from ..io import read_trace, require_records
 
+    check_output_folder(out, "run folder")
     trace = Path(trace)
-    loaded = read_trace(trace, progress=progress)
+    loaded = require_records(read_trace(trace, progress=progress, salvage=salvage), "fit")
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
                        device=device, batch_size=batch_size)
+    cfg = fields_for_columns(cfg, loaded.table.columns, trace=str(trace), config_file=config and str(config))
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
     if public is None and cfg.privacy is not None and cfg.privacy.public_trace:
         public = cfg.privacy.public_trace
@@ -150,12 +155,25 @@ def report_meta(run: str | Path) -> dict:
     return meta
 
 
+def check_sampling_options(count: int | None, scale: float | None, seed: int) -> None:
+    """Refuse what no sampler can honour, before loading the model: a NaN/infinite/non-positive scale, a
+    negative count or seed (numpy and torch seeds are unsigned)."""
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise UserError(f"--scale must be a finite number > 0 (for example 0.5 or 2), got {scale:g}")
+    if count is not None and count < 0:
+        raise UserError(f"--count must be >= 0, got {count}")
+    if seed < 0:
+        raise UserError(f"--seed must be a whole number >= 0, got {seed}")
+
+
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
                   seed: int = 0, progress: ProgressCallback | None = None) -> dict:
     """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet)."""
+    from .._atomic import check_output_path
     from ..io import write_trace
 
-    out = Path(out)
+    out = check_output_path(out)
+    check_sampling_options(count, scale, seed)
     synth = Synthesizer.load(run)
     if out.suffix.lower() in (".pcap", ".cap") and synth.config.kind != "packets":
         raise UserError(f"{out}: this run models flow records, which cannot be written as a pcap; use .csv or "
@@ -175,7 +193,9 @@ def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool
     from ..io import read_trace, write_trace
     from ..io.flowmeter import meter_flows
 
-    out = Path(out)
+    from .._atomic import check_output_folder
+
+    out = check_output_folder(out, "demo folder")
     out.mkdir(parents=True, exist_ok=True)
     sample = Path(sample_path())
     run = out / "run"
