@@ -116,8 +116,8 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     synth.save(out)
     m = synth.manifest
     ledger = (m.get("privacy") or {}).get("ledger")
-    return {"run": str(Path(out)), "kind": cfg.kind, "sizing": synth.sizing.describe(), "records": m["input"]["records"], "chunks": len(m["chunks"]),
-            "epochs": cfg.training.epochs, "fit_s": m["timings"]["fit_s"], "resumed": m["resumed"],
+    return {"run": str(Path(out)), "kind": cfg.kind, "sizing": synth.sizing.describe(),
+            "records": m["input"]["records"], "chunks": len(m["chunks"]), "epochs": cfg.training.epochs, "fit_s": m["timings"]["fit_s"], "resumed": m["resumed"],
             "runner": m["runner"], "public": None if public is None else str(public),
             "dp": None if ledger is None else {"epsilon": ledger["epsilon"], "delta": ledger["delta"],
                                                "sigma": ledger["sigma"]}}
