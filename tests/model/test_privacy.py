@@ -235,7 +235,7 @@ def test_plan_spends_the_target_and_records_every_parameter():
     for q, n, s, e in zip(ledger.sample_rate, ledger.noisy_flow_counts, ledger.steps, [4, 1, 1]):
         assert q == pytest.approx(50 / n) and s == e * math.ceil(1 / q) * 5
     again = spent_epsilon(sigma=ledger.sigma, sample_rate=ledger.sample_rate, steps=ledger.steps, delta=1e-5,
-                          updates_per_sample=2, count_sigma=ledger.count_sigma)
+                          updates_per_sample=2, count_sigma=ledger.count_sigma, count_releases=ledger.count_releases)
     assert again == pytest.approx(ledger.epsilon)
     assert set(ledger.to_dict()) >= {"epsilon", "delta", "sigma", "clip", "sample_rate", "steps", "accountant"}
 

@@ -26,6 +26,9 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5)."),
         public: Optional[Path] = typer.Option(None, "--public", help="Public trace: fit encoders and pretrain "
                                               "on it (no DP), then fine-tune every chunk on TRACE."),
+        window: Optional[str] = typer.Option(None, "--window", metavar="START,END",
+                                             help="Time window of TRACE in epoch seconds (time.window); in DP "
+                                                  "mode it is public knowledge, never read from TRACE."),
         ) -> None:
     """Fit a generative model of TRACE into a run folder (resumes an interrupted fit)."""
     from .. import api
@@ -33,7 +36,8 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
     with progress_bar("fit") as bar:
         result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
                               workers=workers, ray=ray, seed=seed, device=device, force=force,
-                              dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, progress=bar)
+                              dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, window=window,
+                              progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
     out.print(f"fitted {result['records']} {result['kind']} records in {result['chunks']} chunk(s), "
               f"{result['epochs']} epochs, {result['fit_s']:.1f} s{resumed} -> {result['run']}")

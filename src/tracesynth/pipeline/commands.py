@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import TraceSynthConfig, config_from_dict, load_config, preset as preset_config
 from ..errors import UserError
 from ..progress import ProgressCallback
+from . import private
 from .runners import RayRunner, make_runner
 from .synthesizer import Synthesizer
 
@@ -77,11 +78,14 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
              epochs: int | None = None, chunks: int | None = None, workers: int = 1, ray: str | None = None,
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
-             public: str | Path | None = None, progress: ProgressCallback | None = None) -> dict:
+             public: str | Path | None = None, window: str | tuple[float, float] | None = None,
+             progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
     `dp_epsilon`/`dp_delta`: train with differential privacy; `public`: a public trace to fit the
-    encoders on and pretrain on before fine-tuning on TRACE (with or without DP).
+    encoders on and pretrain on before fine-tuning on TRACE (with or without DP); `window`: time.window
+    ("START,END" epoch seconds, `--window`). A preset in DP mode is made DP-ready
+    (`private.dp_ready_preset`); a custom config must say everything itself.
     """
     from ..io import read_trace
 
@@ -90,13 +94,20 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
                        device=device, batch_size=batch_size)
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
+    cfg = private.with_window(cfg, window if isinstance(window, tuple) else private.parse_window(window))
     if public is None and cfg.privacy is not None and cfg.privacy.public_trace:
         public = cfg.privacy.public_trace
-    if cfg.privacy is not None:  # refuse before reading the public trace or touching the run folder
+    public_table = None
+    if cfg.privacy is not None:  # refuse before touching the run folder
         from ..model.privacy import check_dp_config
 
+        if config is None:  # a preset: DP-ready here (its window may come from the public trace)
+            if public is not None and cfg.time.window is None:
+                public_table = read_trace(public, progress=progress).table
+            cfg = private.dp_ready_preset(cfg, public_table, None if public is None else str(public))
         check_dp_config(cfg, str(public) if public is not None else None)
-    public_table = read_trace(public, progress=progress).table if public is not None else None
+    if public is not None and public_table is None:
+        public_table = read_trace(public, progress=progress).table
     runner = make_runner(workers, ray)
     try:
         synth = Synthesizer(cfg).fit(loaded.table, progress, run_dir=out, runner=runner, force=force,
