@@ -502,6 +502,78 @@ def clip_and_sum(grads: dict[str, torch.Tensor], clip_norm: float) -> tuple[dict
     return summed, norms
 
 
+def _relu_mlp(critic: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of a tracesynth critic that is net(cat(flattened inputs)) with Linear/ReLU
+    layers only (both critics of `networks`), or None for any other module (vmap path)."""
+    from .networks import AttributeCritic, Critic
+
+    if not isinstance(critic, (Critic, AttributeCritic)):
+        return None
+    mods = list(critic.net)
+    linear = mods[0::2]
+    if (not all(isinstance(m, nn.Linear) for m in linear) or not all(isinstance(m, nn.ReLU) for m in mods[1::2])
+            or len(mods) % 2 == 0 or linear[-1].out_features != 1):
+        return None
+    return linear
+
+
+def mlp_clipped_sum(layers: list[nn.Linear], real: Batch, fake: Batch, mix: torch.Tensor, gp_lambda: float,
+                    clip_norm: float) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Per-example clipping of the WGAN-GP critic gradient without materialising per-example gradients.
+
+    For a ReLU MLP, example i's gradient of a weight W is a sum of outer products, one per use of W in
+    example i's loss: u ⊗ v with (u, v) = (dL/dh, input a) for the forward passes on real_i and fake_i,
+    and (delta_h, dL/d out) for the matmul out = delta_h W of the penalty's input gradient (written out
+    here; ReLU'' = 0, so the x_hat forward pass contributes nothing). Its squared norm is
+    sum_{n,m} (u_n . u_m)(v_n . v_m): per example, 3 x 3 Gram matrices instead of a [B, out, in] tensor,
+    and the clipped sum is one matmul. Same result as `per_sample_gradients` + `clip_and_sum`
+    (tests/model/test_privacy.py), at batch-autograd cost and memory: the torch.func path allocated
+    B x n_params floats per micro-batch (~1.5 GB per step at NetShare's sizes), which glibc maps and
+    unmaps each time, so half of a DP fit's CPU time went into the kernel zero-filling fresh pages.
+    Returns [(weight grad, bias grad)] per layer (summed, clipped) and the per-example norms.
+    """
+    x_real, x_fake = (torch.cat([t.flatten(1) for t in batch], dim=1) for batch in (real, fake))
+    m = mix.reshape(-1, 1).to(x_real.dtype)
+    x_hat = m * x_real + (1 - m) * x_fake
+    last = len(layers) - 1
+
+    def forward(x: torch.Tensor):
+        inputs, pre = [], []
+        for k, lin in enumerate(layers):
+            inputs.append(x)
+            h = torch.nn.functional.linear(x, lin.weight, lin.bias)
+            pre.append(h)
+            x = torch.relu(h) if k < last else h
+        return x.squeeze(-1), inputs, pre
+
+    d_real, in_real, h_real = forward(x_real)
+    d_fake, in_fake, h_fake = forward(x_fake)
+    with torch.no_grad():
+        masks = [(h > 0).to(x_real.dtype) for h in forward(x_hat)[2][:-1]]
+    n = x_real.shape[0]
+    delta, back_in, back_out = x_real.new_ones(n, 1), [None] * len(layers), [None] * len(layers)
+    for k in range(last, -1, -1):  # dD/dx at x_hat, layer by layer
+        back_in[k] = delta
+        back_out[k] = delta @ layers[k].weight
+        if k:
+            delta = back_out[k] * masks[k - 1]
+    norm = torch.sqrt(back_out[0].pow(2).sum(1) + 1e-12)
+    loss = (d_fake - d_real + gp_lambda * (norm - 1.0).pow(2)).sum()
+    grads = torch.autograd.grad(loss, h_real + h_fake + back_out)
+    g_real, g_fake, g_back = grads[:last + 1], grads[last + 1:2 * last + 2], grads[2 * last + 2:]
+    factors, sq = [], torch.zeros(n, dtype=x_real.dtype, device=x_real.device)
+    for k in range(len(layers)):
+        u = torch.stack([g_real[k], g_fake[k], back_in[k].expand_as(g_real[k])], dim=1)   # [B, 3, out]
+        v = torch.stack([in_real[k], in_fake[k], g_back[k]], dim=1)                      # [B, 3, in]
+        bias = g_real[k] + g_fake[k]                                                     # [B, out]
+        sq += ((u @ u.transpose(1, 2)) * (v @ v.transpose(1, 2))).sum((1, 2)) + bias.pow(2).sum(1)
+        factors.append((u, v, bias))
+    norms = torch.sqrt(sq)
+    scale = (clip_norm / (norms + 1e-6)).clamp(max=1.0)
+    summed = [(torch.einsum("bno,bni->oi", u * scale[:, None, None], v), scale @ bias) for u, v, bias in factors]
+    return summed, norms
+
+
 class DPCriticUpdate:
     """Drop-in DP replacement of the trainer's `critic_update`, for the critic and the attribute critic.
 
@@ -515,13 +587,17 @@ class DPCriticUpdate:
     """
 
     def __init__(self, clip_norm: float, noise_multiplier: float, expected_batch_size: float,
-                 gp_lambda: float = 10.0, generator: torch.Generator | None = None, micro_batch: int = 64):
+                 gp_lambda: float = 10.0, generator: torch.Generator | None = None, micro_batch: int = 64,
+                 fast: bool = True):
         self.clip_norm = float(clip_norm)
         self.noise_multiplier = float(noise_multiplier)
         self.expected_batch_size = float(expected_batch_size)
         self.gp_lambda = float(gp_lambda)
         self.generator = generator
         self.micro_batch = int(micro_batch)
+        #: tracesynth's ReLU-MLP critics take `mlp_clipped_sum` (no per-example gradient tensors);
+        #: False forces the generic torch.func path (the reference, and any other critic)
+        self.fast = bool(fast)
         self.releases = 0
 
     def noisy_gradient(self, critic: nn.Module, real, fake, generator: torch.Generator | None = None
@@ -535,6 +611,13 @@ class DPCriticUpdate:
         total = {k: torch.zeros_like(p) for k, p in params.items()}
         n = real[0].shape[0]
         mix = torch.rand(n, generator=gen, device=gen.device).to(real[0].device)
+        layers = _relu_mlp(critic) if self.fast else None
+        if layers is not None and n:
+            summed, _ = mlp_clipped_sum(layers, real, fake, mix, self.gp_lambda, self.clip_norm)
+            lookup = {id(p): g for lin, (gw, gb) in zip(layers, summed) for p, g in ((lin.weight, gw), (lin.bias, gb))}
+            for k, p in params.items():
+                total[k] += lookup[id(p)]
+            n = 0  # done: skip the generic path
         for start in range(0, n, self.micro_batch):  # bounds memory at micro_batch x n_params
             sl = slice(start, start + self.micro_batch)
             grads = per_sample_gradients(critic, tuple(r[sl] for r in real), tuple(f[sl] for f in fake),
