@@ -12,8 +12,12 @@ Why each piece (NETSHARE.md section 9 lists what NetShare gets wrong):
   counting them as independently sampled releases.
 - Poisson sampling (each flow sample kept independently with probability q) is what the sampled-Gaussian
   RDP / PRV analyses assume; sampling with replacement is not.
-- The flow count is a release too: per-chunk counts go out through the Gaussian mechanism, and the sample
-  rate and step count derive from the noisy counts (post-processing), so nothing else reads n.
+- The size is a release too: one total (distinct flows, sensitivity 1) through the Gaussian mechanism,
+  split over chunks by public shares or a coarse noisy histogram (`release_sizes`); the sample rate,
+  step count and output size derive from these (post-processing), so nothing else reads n.
+- Per-example clipping of tracesynth's ReLU-MLP critics goes through Gram matrices of layer factors
+  (`mlp_clipped_sum`), never through per-example gradient tensors (their allocation churn was half a
+  DP fit's CPU time, in the kernel); torch.func's vmap remains the path for any other critic.
 - Chunks compose sequentially: one flow (5-tuple) can appear in every chunk.
 
 opacus is imported here only, lazily (it is an optional dependency: `pip install tracesynth[dp]`).
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 #: noisy critic updates fed by one Poisson sample: the critic and the auxiliary attribute critic
 CRITIC_UPDATES_PER_SAMPLE = 2
 _MAX_SIGMA = 1e6
+#: bisection floor: below it epsilon does not depend on sigma (no training release), so stop there
+_MIN_SIGMA = 1e-6
 #: RDP orders: opacus' defaults plus large orders, without which RDP cannot express the small
 #: epsilons of a flow-count release (at delta 1e-5 order 63 alone costs log(1/delta)/62 = 0.19)
 RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + list(range(64, 256, 16))
@@ -209,7 +215,7 @@ def _bisect_sigma(epsilon_of: Callable[[float], float], target: float, rel_tol: 
         if high > _MAX_SIGMA:
             raise ConfigError(f"privacy.epsilon: a budget of {target:.4g} cannot be met with finite noise; "
                               "raise epsilon or train for fewer steps")
-    while high - low > rel_tol * high:
+    while high - low > rel_tol * high and high > _MIN_SIGMA:  # a schedule without training: any sigma
         mid = 0.5 * (low + high)
         if epsilon_of(mid) > target:
             low = mid
@@ -255,10 +261,13 @@ def release_flow_counts(counts: Sequence[int], count_sigma: float, rng: np.rando
     post-processing. Used only as a coarse histogram (shares over chunks, see `release_sizes`): its
     sum carries n_chunks times the noise of one count.
     """
+    return np.maximum(1, np.rint(noisy_histogram(counts, count_sigma, rng))).astype(np.int64)
+
+
+def noisy_histogram(counts: Sequence[int], count_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-chunk counts + N(0, (count_sigma sqrt(n_chunks))^2) each (L2 sensitivity sqrt(n_chunks)), float."""
     counts = np.asarray(counts, dtype=np.float64)
-    std = count_sigma * math.sqrt(max(1, counts.size))
-    noisy = counts + rng.normal(0.0, std, size=counts.shape)
-    return np.maximum(1, np.rint(noisy)).astype(np.int64)
+    return counts + rng.normal(0.0, count_sigma * math.sqrt(max(1, counts.size)), size=counts.shape)
 
 
 def release_count(count: int, count_sigma: float, rng: np.random.Generator) -> int:
@@ -317,8 +326,7 @@ def release_sizes(counts: FlowCounts, count_sigma: float, rng: np.random.Generat
     if counts.public_ratios is not None:
         ratios, histogram, source = np.asarray(counts.public_ratios, np.float64), None, "public trace"
     else:
-        std = count_sigma * math.sqrt(max(1, n))
-        noisy = np.asarray(counts.per_chunk, np.float64) + rng.normal(0.0, std, size=n)
+        noisy = noisy_histogram(counts.per_chunk, count_sigma, rng)
         histogram = tuple(int(v) for v in np.rint(noisy))
         positive = np.maximum(noisy, 0.0)
         ratios = positive / positive.sum() if positive.sum() > 0 else np.full(n, 1.0 / max(1, n))

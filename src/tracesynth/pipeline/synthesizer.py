@@ -14,9 +14,11 @@ Public pretraining and differential privacy (docs/privacy.md):
 With `public`, the encoders (ranges, categories, word2vec) are fitted on the public trace, one model is
 pretrained on all of it without DP, and every private chunk (chunk 0 too) is fine-tuned from that model.
 With `config.privacy`, `check_dp_config` first refuses any setting that would read the private trace,
-the per-chunk flow counts are released through the Gaussian mechanism, sigma is calibrated for the whole
-schedule (`plan_privacy`), every private chunk trains with DP-SGD, and the generation sizes come from the
-released counts and the trained models only; no checkpoint is selected on private data. The ledger
+the private records are cut to the window, the size is released (one total at sensitivity 1, shares over
+chunks from the public trace or a noisy histogram), sigma is calibrated for the whole schedule
+(`plan_privacy`), every private chunk trains with DP-SGD, and the generation sizes come from the
+released sizes and the trained models only; no checkpoint is selected on private data, and no count of
+private values is logged (`pipeline/private.py`). The ledger
 goes into the manifest's `privacy` block.
 """
 from __future__ import annotations
