@@ -585,7 +585,9 @@ def mlp_clipped_sum(layers: list[nn.Linear], real: Batch, fake: Batch, mix: torc
 class DPCriticUpdate:
     """Drop-in DP replacement of the trainer's `critic_update`, for the critic and the attribute critic.
 
-    Per-example gradients (torch.func), per-example clipping to `clip_norm`, sum, Gaussian noise
+    Per-example clipping to `clip_norm` (tracesynth's ReLU-MLP critics: `mlp_clipped_sum`, no per-example
+    gradient tensors; any other critic: torch.func per-example gradients in micro-batches of
+    `micro_batch`), sum, Gaussian noise
     N(0, (sigma*clip_norm)^2) per coordinate, division by the expected batch size, optimizer step.
     An empty Poisson batch still releases noise and steps, so batch emptiness is not observable.
     The WGAN-GP loss is computed here per example (a batch loss built on torch.autograd.grad cannot be
