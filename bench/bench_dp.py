@@ -4,8 +4,10 @@
    5 critic steps, 2 critics per Poisson sample, 10 chunks: chunk 0 for E epochs, 9 fine-tunes for E/4),
    with the RDP accountant, and what NetShare's accounting (each batch counted twice, no composition
    over chunks) would have claimed for the same sigma.
-2. Seconds per critic update, DP-SGD (torch.func per-sample gradients with the gradient penalty) vs the
-   ordinary batch update, on the DoppelGANger critic at NetShare's PCAP sizes.
+2. The critic update's cost (`--cost` alone): wall ms per step, user and system CPU per step, minor page
+   faults and peak RSS, for the ordinary batch update, DP-SGD through torch.func per-example gradients
+   (before) and DP-SGD through Gram-factor clipping (after, `model.privacy.mlp_clipped_sum`), each in a
+   fresh single-thread process, on the DoppelGANger critic at NetShare's PCAP sizes.
 
 3. The epsilon sweep (`--sweep`, the default runs all three): epsilon in (1, 2, 4, 8, 16, inf) for naive
    DP (config ranges + a word2vec model trained on the public half) and for public pretraining (encoders
@@ -17,7 +19,7 @@
    the trade-off's shape, not tracesynth's best quality. Writes docs/img/dp_sweep.png and
    docs/img/dp_sweep.json.
 
-Run: nice -n 5 .venv/bin/python bench/bench_dp.py [--sweep | --no-sweep]
+Run: nice -n 5 .venv/bin/python bench/bench_dp.py [--sweep | --no-sweep | --cost [--repeats N]]
 """
 from __future__ import annotations
 
@@ -61,30 +63,60 @@ def calibration_table() -> None:
                   f"{naive:>21.3f}   ({time.perf_counter() - t0:.1f} s)")
 
 
-def update_cost(repeats: int = 3) -> None:
+#: critic-update variants timed by `update_cost`, each in its own process (peak RSS is per process)
+COST_MODES = {"plain": "plain WGAN-GP step (no DP)",
+              "dp-vmap": "DP-SGD, torch.func per-example gradients (before)",
+              "dp-gram": "DP-SGD, Gram-factor clipping (after)"}
+
+
+def _cost_child(mode: str, repeats: int) -> dict:
+    """Time `repeats` updates of the critic at NetShare's PCAP sizes in this process: wall per step, user
+    and system CPU per step (getrusage), minor page faults per step and the process's peak RSS."""
+    import resource
+
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     max_len, record_dim, attr_dim, batch = 100, 12, 158, 100
     g = torch.Generator().manual_seed(0)
     real = (torch.rand(batch, max_len, record_dim, generator=g), torch.rand(batch, attr_dim, generator=g))
     fake = (torch.rand(batch, max_len, record_dim, generator=g), torch.rand(batch, attr_dim, generator=g))
-    times = {}
-    for name in ("plain", "dp"):
-        critic = Critic(attr_dim, record_dim, max_len, 4, 512)
-        opt = torch.optim.Adam(critic.parameters(), lr=1e-4)
-        loss_fn = WassersteinGP(10.0, torch.Generator().manual_seed(1))
-        dp = DPCriticUpdate(1.0, 1.0, batch, 10.0, micro_batch=25)
-        step = (lambda: critic_step(critic, opt, real, fake, loss_fn)) if name == "plain" else \
-            (lambda: dp(critic, opt, real, fake, loss_fn))
-        step()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        times[name] = (time.perf_counter() - t0) / repeats
-    n_params = sum(p.numel() for p in Critic(attr_dim, record_dim, max_len, 4, 512).parameters())
-    print(f"critic update, batch {batch}, critic 4x512 on L={max_len} x {record_dim} + {attr_dim} "
-          f"({n_params / 1e6:.2f} M params), {torch.get_num_threads()} threads:")
-    print(f"  plain WGAN-GP step {times['plain'] * 1e3:8.1f} ms")
-    print(f"  DP-SGD step        {times['dp'] * 1e3:8.1f} ms   ratio {times['dp'] / times['plain']:.1f}x")
+    critic = Critic(attr_dim, record_dim, max_len, 4, 512)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-4)
+    loss_fn = WassersteinGP(10.0, torch.Generator().manual_seed(1))
+    dp = DPCriticUpdate(1.0, 1.0, batch, 10.0, fast=mode == "dp-gram")
+    step = (lambda: critic_step(critic, opt, real, fake, loss_fn)) if mode == "plain" else \
+        (lambda: dp(critic, opt, real, fake, loss_fn))
+    step()  # warm-up
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(repeats):
+        step()
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    return {"mode": mode, "step_ms": wall / repeats * 1e3, "user_s": (r1.ru_utime - r0.ru_utime) / repeats,
+            "sys_s": (r1.ru_stime - r0.ru_stime) / repeats, "faults": (r1.ru_minflt - r0.ru_minflt) / repeats,
+            "peak_rss_mb": r1.ru_maxrss / 1024, "params": sum(p.numel() for p in critic.parameters())}
+
+
+def update_cost(repeats: int = 3) -> list[dict]:
+    """Before/after of the DP-SGD critic update in one run: each variant in a fresh process (one
+    thread), so CPU times and peak memory are its own."""
+    import subprocess
+    import sys
+
+    rows = []
+    for mode in COST_MODES:
+        done = subprocess.run([sys.executable, __file__, "--cost-child", mode, "--repeats", str(repeats)],
+                              check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"critic update, batch 100, critic 4x512 on L=100 x 12 + 158 ({rows[0]['params'] / 1e6:.2f} M params), "
+          f"1 thread, {repeats} steps per variant:")
+    print(f"  {'variant':<52} {'step ms':>8} {'user s':>7} {'sys s':>7} {'faults':>8} {'peak RSS MB':>11}")
+    for r in rows:
+        print(f"  {COST_MODES[r['mode']]:<52} {r['step_ms']:>8.1f} {r['user_s']:>7.3f} {r['sys_s']:>7.3f} "
+              f"{r['faults']:>8.0f} {r['peak_rss_mb']:>11.0f}")
+    by = {r["mode"]: r for r in rows}
+    print(f"  DP step after / before: {by['dp-gram']['step_ms'] / by['dp-vmap']['step_ms']:.3f}; "
+          f"after / plain: {by['dp-gram']['step_ms'] / by['plain']['step_ms']:.1f}x")
+    return rows
 
 
 # ---- 3. the epsilon sweep -------------------------------------------------------------------------------
@@ -260,11 +292,18 @@ if __name__ == "__main__":
     parser.add_argument("--sweep", action="store_true", help="only the epsilon sweep")
     parser.add_argument("--no-sweep", action="store_true", help="only calibration and update cost")
     parser.add_argument("--replot", action="store_true", help="redraw the sweep's plot from its JSON")
+    parser.add_argument("--cost", action="store_true", help="only the critic-update cost (before/after)")
+    parser.add_argument("--cost-child", choices=list(COST_MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help="critic updates per variant (--cost)")
     args = parser.parse_args()
-    if args.replot:
+    if args.cost_child:
+        print(json.dumps(_cost_child(args.cost_child, args.repeats)))
+    elif args.cost:
+        update_cost(args.repeats)
+    elif args.replot:
         replot()
     elif not args.sweep:
         calibration_table()
         update_cost()
-    if not (args.no_sweep or args.replot):
+    if not (args.no_sweep or args.replot or args.cost or args.cost_child):
         sweep()

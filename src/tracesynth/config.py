@@ -282,6 +282,19 @@ def _cpu_budget_training(**overrides) -> TrainingConfig:
 
 PRESETS = {"pcap": _preset_pcap, "netflow": _preset_netflow}
 
+#: Public ranges of the presets' numeric fields in DP mode, used when no public trace is given to fit
+#: them on (`pipeline.private.dp_ready_preset`); values outside are clipped. Each is a property of the
+#: protocol or of common exporters, never of a trace:
+#: - tos, id, ttl: the header field's whole range (already fixed in the pcap preset);
+#: - pkt_len: IP total length up to a 1500-byte Ethernet MTU (jumbo frames clip to 1500);
+#: - td: flow duration up to an hour (exporters' active timeouts are 30 min or less; log1p scale);
+#: - pkt, byt: up to 1e7 packets and 1e10 bytes per record (a 10 Gb/s link for 8 s; log1p scale).
+#: With `--public` every range without a fixed value is fitted on the public trace instead.
+DP_PUBLIC_RANGES: dict[str, tuple[float, float]] = {
+    "tos": (0.0, 255.0), "id": (0.0, 65535.0), "ttl": (0.0, 255.0), "pkt_len": (0.0, 1500.0),
+    "td": (0.0, 3600.0), "pkt": (0.0, 1e7), "byt": (0.0, 1e10),
+}
+
 
 def preset(name: str) -> TraceSynthConfig:
     """A fresh copy of a named preset (`pcap` or `netflow`)."""

@@ -96,8 +96,12 @@ def test_naive_dp_fit_writes_a_valid_pcap_and_the_ledger(naive_run, tmp_path):
     assert ledger["updates_per_sample"] == 2 and ledger["accountant"] == "rdp"
     assert len(ledger["sample_rate"]) == len(ledger["steps"]) == len(ledger["epochs"]) == 2
     assert ledger["epochs"][0] == 2 and 0 < ledger["count_epsilon"] < ledger["epsilon"]
-    # generation sizes come from the released counts, not the private ones
-    assert [c["flows"] for c in manifest["chunks"]] == ledger["noisy_flow_counts"]
+    # generation sizes come from the released counts, not the private ones: without a public trace, the
+    # released total x the noisy histogram's shares x one samples-per-flow factor read off the models
+    assert ledger["count_releases"] == 2 and ledger["size_shares"] == "noisy histogram"
+    assert len(ledger["noisy_histogram"]) == 2 and sum(ledger["shares"]) == pytest.approx(1.0)
+    kappa = [c["flows"] / (ledger["noisy_flow_total"] * share) for c, share in zip(manifest["chunks"], ledger["shares"])]
+    assert 1.0 - 0.02 <= min(kappa) and max(kappa) <= 2.0 + 0.02 and max(kappa) - min(kappa) < 0.05
     assert manifest["input"]["records"] == sum(c["records"] for c in manifest["chunks"])
     assert all(c["selected_epoch"] == c["epochs"] for c in manifest["chunks"])  # no selection on private data
     out = tmp_path / "synth.pcap"
@@ -189,3 +193,108 @@ def test_sweep_no_dp_point_equals_a_normal_fit(halves, public_w2v, tmp_path):
     sa, sb = a.sample(count=150, seed=3), b.sample(count=150, seed=3)
     assert sa.equals(sb)
     assert np.isfinite(sa["time"].to_numpy()).all()
+
+
+# ---- the CLI as a user runs it: a preset, a public and a private part of ugr16-1k ----------------------
+
+def _tiny_netflow():
+    """The netflow preset with tiny networks (the preset path of the CLI, at test cost)."""
+    from tracesynth.config import _preset_netflow
+
+    d = _preset_netflow().model_dump(mode="json")
+    d["flow_length"]["max_flow_len"] = 10
+    d["model"].update(sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
+                      critic_num_units=16, critic_num_layers=1, attr_critic_num_units=16, attr_critic_num_layers=1)
+    d["training"].update(batch_size=20, critic_steps=1, checkpoint_every=1)
+    return config_from_dict(d)
+
+
+@pytest.fixture
+def ugr_parts(tmp_path, monkeypatch):
+    """ugr16-1k split by flow key (both parts cover the same 183 s): public.csv, private.csv. The private
+    part gets one record with a duration far outside the public range and a port the public part lacks."""
+    import pandas as pd
+
+    from tracesynth import config
+
+    monkeypatch.setitem(config.PRESETS, "netflow", _tiny_netflow)
+    table = pd.read_csv(shared("ugr16/ugr16-1k.csv"))
+    public = (table["srcip"] + table["dstip"]) % 2 == 0
+    private = table[~public].copy()
+    odd = private.iloc[[0]].assign(td=1e5, srcport=31337, dstport=31338, proto="TCP")
+    pd.concat([private, odd]).to_csv(tmp_path / "private.csv", index=False)
+    table[public].to_csv(tmp_path / "public.csv", index=False)
+    return tmp_path / "public.csv", tmp_path / "private.csv", table[public], private
+
+
+def test_dp_fit_with_a_preset_works_as_written_and_says_nothing_private(ugr_parts, tmp_path, caplog, capsys):
+    public_csv, private_csv, public, private = ugr_parts
+    run = tmp_path / "run"
+    caplog.set_level("INFO")
+    code = main(["fit", str(private_csv), "--public", str(public_csv), "--dp-epsilon", "4", "--out", str(run),
+                 "--epochs", "1", "--chunks", "2"])
+    assert code == 0, capsys.readouterr().err
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("checkpoint selection is off" in m for m in messages) == 1
+    (said,) = [m for m in messages if "time.window is not set" in m]
+    lo, hi = public["ts"].min() / 1e6, public["ts"].max() / 1e6   # the public part's span, in seconds
+    assert f"{lo:.6f},{hi:.6f}" in said
+    # item 12: no count of private values, only that clipping and mapping happen (said once)
+    assert not [m for m in messages if "value(s)" in m or "split" in m]
+    assert sum("how many is not reported" in m for m in messages) == 1
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["chunks"][0]["window"][0] == pytest.approx(lo)
+    assert manifest["chunks"][-1]["window"][1] == pytest.approx(hi)
+    ledger = manifest["privacy"]["ledger"]
+    assert ledger["epsilon"] <= 4.0 + 1e-9 and ledger["size_shares"] == "public trace"
+    assert ledger["count_releases"] == 1 and ledger["noisy_histogram"] is None
+    # the stored sizes are the released total x the public shares, never the private counts
+    assert [c["flows"] for c in manifest["chunks"]] == ledger["noisy_flow_counts"]
+    assert manifest["input"]["records"] == sum(c["records"] for c in manifest["chunks"])
+    from tracesynth.pipeline.rundir import RunDir
+
+    assert RunDir(run).read_config().training.checkpoint_selection is False
+    out = tmp_path / "synth.csv"
+    generate_path(run, out, count=100, seed=0)
+    assert len(read_trace(out).table) == 100
+    # the same fit without DP does count them: the private part does hold such values
+    caplog.clear()
+    assert main(["fit", str(private_csv), "--public", str(public_csv), "--out", str(tmp_path / "nodp"),
+                 "--epochs", "1", "--chunks", "2"]) == 0
+    counted = [r.getMessage() for r in caplog.records if "value(s)" in r.getMessage()]
+    assert any("td:" in m and "clipped" in m for m in counted) and any("vocabulary" in m for m in counted)
+
+
+def test_dp_fit_takes_the_window_option_and_cuts_private_records_outside_it(ugr_parts, tmp_path, caplog):
+    public_csv, private_csv, _, private = ugr_parts
+    start = float(private["ts"].min() / 1e6)
+    end = start + 90.0   # about half the private records lie after it: cut, not refused, not counted
+    run = tmp_path / "run"
+    caplog.set_level("INFO")
+    assert main(["fit", str(private_csv), "--public", str(public_csv), "--dp-epsilon", "8", "--out", str(run),
+                 "--epochs", "1", "--chunks", "2", "--window", f"{start},{end}"]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["chunks"][0]["window"][0] == pytest.approx(start)
+    assert manifest["chunks"][-1]["window"][1] == pytest.approx(end)
+    assert not [r for r in caplog.records if "time.window is not set" in r.getMessage()]
+
+
+@pytest.mark.parametrize("window", ["5,3", "abc", "1,2,3", "nan,4"])
+def test_a_bad_window_option_is_one_clear_line(ugr_parts, tmp_path, capsys, window):
+    public_csv, private_csv, _, _ = ugr_parts
+    code = main(["fit", str(private_csv), "--public", str(public_csv), "--dp-epsilon", "4", "--out",
+                 str(tmp_path / "run"), "--window", window])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--window" in err and "START,END" in err
+
+
+def test_a_custom_config_is_refused_in_whole_sentences(tmp_path, capsys):
+    cfg = tmp_path / "custom.json"
+    save_config(preset("netflow"), cfg)
+    code = main(["fit", str(shared("ugr16/ugr16-1k.csv")), "--out", str(tmp_path / "run"), "--config", str(cfg),
+                 "--public", str(shared("ugr16/ugr16-1k.csv")), "--dp-epsilon", "4"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "DP mode would read the private trace outside the privacy budget. " in err and err.endswith(".")
+    assert "set it to START, END in epoch seconds, or pass --window START,END" in err   # nothing eaten
+    assert "training.checkpoint_selection is on, so checkpoints would be scored on private data" in err

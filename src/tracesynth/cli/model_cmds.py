@@ -28,6 +28,9 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         public: Optional[Path] = typer.Option(None, "--public", help="Public trace: fit encoders and pretrain "
                                               "on it (no DP), then fine-tune every chunk on TRACE."),
         salvage: bool = SALVAGE,
+        window: Optional[str] = typer.Option(None, "--window", metavar="START,END",
+                                             help="Time window of TRACE in epoch seconds (time.window); in DP "
+                                                  "mode it is public knowledge, never read from TRACE."),
         ) -> None:
     """Fit a generative model of TRACE into a run folder (resumes an interrupted fit)."""
     from .. import api
@@ -36,6 +39,7 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
                               workers=workers, ray=ray, seed=seed, device=device, force=force,
                               dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, salvage=salvage,
+                              window=window,
                               progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
     out.print(f"sizing: {result['sizing']}")

@@ -98,7 +98,8 @@ class FlowEncoder:
                             f"{self.config.chunking.n_chunks}, found {len(present)}")
         self.tag_columns_ = present
         self.iat_encoder_ = NumericEncoder(self.config.time.interarrival_log1p, "zero_one",
-                                           self.config.time.interarrival_range, name="iat").fit(
+                                           self.config.time.interarrival_range, name="iat",
+                                           report_counts=self._report_counts).fit(
             series["iat"].to_numpy(np.float64))
         self.max_len_ = self.config.flow_length.max_flow_len
         return self
@@ -121,12 +122,20 @@ class FlowEncoder:
         if f.encoding.startswith("word2vec"):
             unknown = "nearest_value" if self.config.word2vec.pretrained else "error"
             return Word2VecEncoder(self.embedding_, f.encoding.split("_")[1], unknown, name=f.name,
-                                   top_k=f.top_k, top_choices=f.choices if f.top_k else None)
+                                   top_k=f.top_k, top_choices=f.choices if f.top_k else None,
+                                   report_counts=self._report_counts)
         if f.encoding == "bits":
             return BitsEncoder(f.n_bits)
         if f.encoding == "numeric":
-            return NumericEncoder(f.log1p, f.scale, f.range, name=f.name)
+            return NumericEncoder(f.log1p, f.scale, f.range, name=f.name, report_counts=self._report_counts)
         return CategoricalEncoder(f.choices, name=f.name)
+
+    @property
+    def _report_counts(self) -> bool:
+        """Whether encoders may log how many values they clipped or mapped: not in DP mode, where such a
+        count is a statistic of the private trace outside the budget (the pipeline says once that it
+        happens, `pipeline.private.PREPROCESSING_NOTICE`)."""
+        return self.config.privacy is None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "max_len_"):

@@ -2,7 +2,7 @@
 
 The range comes from the data (`fit`) or is fixed (`value_range`, required in DP mode so that the
 encoding does not read private data). Values outside a fixed range are clipped, and a warning says how
-many. Decoding clips to the range, so generated values always map back inside it; integer fields are
+many (unless `report_counts` is off: in DP mode such a count is a private statistic). Decoding clips to the range, so generated values always map back inside it; integer fields are
 rounded back to their dtype.
 """
 from __future__ import annotations
@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 
 class NumericEncoder(Encoder):
     def __init__(self, log1p: bool = False, scale: str = "zero_one",
-                 value_range: tuple[float, float] | None = None, name: str = "value"):
+                 value_range: tuple[float, float] | None = None, name: str = "value", report_counts: bool = True):
         self.log1p = log1p
         self.scale = scale
         self.value_range = value_range
         self.name = name
+        self.report_counts = report_counts
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -59,8 +60,9 @@ class NumericEncoder(Encoder):
         unit = (f - self.min_) / width if width > 0 else np.zeros_like(f)
         outside = (unit < 0) | (unit > 1)
         if outside.any():
-            log.warning("%s: %d value(s) outside the range [%g, %g] were clipped", self.name, int(outside.sum()),
-                        *self._range())
+            if self.report_counts:
+                log.warning("%s: %d value(s) outside the range [%g, %g] were clipped", self.name,
+                            int(outside.sum()), *self._range())
             unit = np.clip(unit, 0.0, 1.0)
         out = unit if self.scale == "zero_one" else unit * 2.0 - 1.0
         return out.reshape(-1, 1)

@@ -127,8 +127,11 @@ class Word2VecEncoder(Encoder):
     """
 
     def __init__(self, embedding: PortProtoEmbedding, kind: str = "port", unknown: str = "error",
-                 name: str = "value", top_k: int = 0, top_choices: list | None = None):
+                 name: str = "value", top_k: int = 0, top_choices: list | None = None,
+                 report_counts: bool = True):
         self.embedding = embedding
+        #: log how many values were mapped (off in DP mode: the count is a private statistic)
+        self.report_counts = report_counts
         self.kind = kind
         self.unknown = unknown
         self.name = name
@@ -198,8 +201,9 @@ class Word2VecEncoder(Encoder):
             left = np.clip(idx - 1, 0, len(self.values_) - 1)
             closer_left = np.abs(self.values_[left] - v) < np.abs(self.values_[idx] - v)
             idx = np.where(missing & closer_left, left, idx)
-            log.warning("%s: %d value(s) not in the word2vec vocabulary mapped to the nearest known value",
-                        self.name, int(missing.sum()))
+            if self.report_counts:
+                log.warning("%s: %d value(s) not in the word2vec vocabulary mapped to the nearest known value",
+                            self.name, int(missing.sum()))
         return idx
 
     def transform(self, values: np.ndarray) -> np.ndarray:

@@ -93,7 +93,7 @@ def split_chunks(table: pd.DataFrame, config: TraceSynthConfig) -> list[Chunk]:
         flows.attributes = pd.concat([flows.attributes, membership.tags_for(flows.attributes, i)], axis=1)
         chunks.append(Chunk(i, (float(edges[i]), float(edges[i + 1])), records, flows))
     split = sum(c.flows_split for c in chunks)
-    if split:
+    if split and config.privacy is None:  # in DP mode a count of private flows is not reported
         log.info("flow-length cap %d split %d flow(s) into several samples", config.flow_length.max_flow_len, split)
     return chunks
 

@@ -12,8 +12,12 @@ Why each piece (NETSHARE.md section 9 lists what NetShare gets wrong):
   counting them as independently sampled releases.
 - Poisson sampling (each flow sample kept independently with probability q) is what the sampled-Gaussian
   RDP / PRV analyses assume; sampling with replacement is not.
-- The flow count is a release too: per-chunk counts go out through the Gaussian mechanism, and the sample
-  rate and step count derive from the noisy counts (post-processing), so nothing else reads n.
+- The size is a release too: one total (distinct flows, sensitivity 1) through the Gaussian mechanism,
+  split over chunks by public shares or a coarse noisy histogram (`release_sizes`); the sample rate,
+  step count and output size derive from these (post-processing), so nothing else reads n.
+- Per-example clipping of tracesynth's ReLU-MLP critics goes through Gram matrices of layer factors
+  (`mlp_clipped_sum`), never through per-example gradient tensors (their allocation churn was half a
+  DP fit's CPU time, in the kernel); torch.func's vmap remains the path for any other critic.
 - Chunks compose sequentially: one flow (5-tuple) can appear in every chunk.
 
 opacus is imported here only, lazily (it is an optional dependency: `pip install tracesynth[dp]`).
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 #: noisy critic updates fed by one Poisson sample: the critic and the auxiliary attribute critic
 CRITIC_UPDATES_PER_SAMPLE = 2
 _MAX_SIGMA = 1e6
+#: bisection floor: below it epsilon does not depend on sigma (no training release), so stop there
+_MIN_SIGMA = 1e-6
 #: RDP orders: opacus' defaults plus large orders, without which RDP cannot express the small
 #: epsilons of a flow-count release (at delta 1e-5 order 63 alone costs log(1/delta)/62 = 0.19)
 RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + list(range(64, 256, 16))
@@ -62,8 +68,9 @@ def _as_list(value: float | Sequence[float]) -> list[float]:
 
 
 def _history(sigma: float, sample_rate, steps, updates_per_sample: int,
-             count_sigma: float | None) -> list[tuple[float, float, int]]:
-    """opacus history entries (noise multiplier, sample rate, steps): one per chunk, plus the count."""
+             count_sigma: float | None, count_releases: int = 1) -> list[tuple[float, float, int]]:
+    """opacus history entries (noise multiplier, sample rate, steps): one per chunk rate, plus the
+    count releases (`count_releases` Gaussian releases at multiplier `count_sigma`, q = 1)."""
     rates, counts = _as_list(sample_rate), [int(s) for s in _as_list(steps)]
     if len(rates) != len(counts):
         raise ValueError(f"sample_rate ({len(rates)}) and steps ({len(counts)}) need one entry per chunk")
@@ -73,8 +80,8 @@ def _history(sigma: float, sample_rate, steps, updates_per_sample: int,
         if n > 0 and q > 0:
             merged[min(1.0, q)] = merged.get(min(1.0, q), 0) + n
     history = [(effective, q, n) for q, n in merged.items()]
-    if count_sigma is not None:
-        history.append((float(count_sigma), 1.0, 1))
+    if count_sigma is not None and count_releases > 0:
+        history.append((float(count_sigma), 1.0, int(count_releases)))
     return history
 
 
@@ -186,17 +193,18 @@ def _epsilon_of(history: list[tuple[float, float, int]], delta: float, accountan
 
 def spent_epsilon(*, sigma: float, sample_rate: float | Sequence[float], steps: int | Sequence[int],
                   delta: float, accountant: str = "rdp", updates_per_sample: int = 1,
-                  count_sigma: float | None = None) -> float:
+                  count_sigma: float | None = None, count_releases: int = 1) -> float:
     """Epsilon at `delta` after `steps` Poisson samples at `sample_rate` with noise multiplier `sigma`.
 
     `sample_rate`/`steps` may be per-chunk sequences (chunks compose sequentially); `count_sigma` adds
-    the Gaussian flow-count release (sensitivity-normalised noise multiplier, q = 1, one release).
+    the size releases: `count_releases` Gaussian releases (sensitivity-normalised multiplier, q = 1).
     """
     if sigma == math.inf:  # no training release: only the count (if any) is spent
-        return _epsilon_of(_history(1.0, [], [], 1, count_sigma), delta, accountant)
+        return _epsilon_of(_history(1.0, [], [], 1, count_sigma, count_releases), delta, accountant)
     if sigma <= 0:
         return math.inf
-    return _epsilon_of(_history(sigma, sample_rate, steps, updates_per_sample, count_sigma), delta, accountant)
+    return _epsilon_of(_history(sigma, sample_rate, steps, updates_per_sample, count_sigma, count_releases),
+                       delta, accountant)
 
 
 def _bisect_sigma(epsilon_of: Callable[[float], float], target: float, rel_tol: float = 1e-3) -> float:
@@ -207,7 +215,7 @@ def _bisect_sigma(epsilon_of: Callable[[float], float], target: float, rel_tol: 
         if high > _MAX_SIGMA:
             raise ConfigError(f"privacy.epsilon: a budget of {target:.4g} cannot be met with finite noise; "
                               "raise epsilon or train for fewer steps")
-    while high - low > rel_tol * high:
+    while high - low > rel_tol * high and high > _MIN_SIGMA:  # a schedule without training: any sigma
         mid = 0.5 * (low + high)
         if epsilon_of(mid) > target:
             low = mid
@@ -218,7 +226,7 @@ def _bisect_sigma(epsilon_of: Callable[[float], float], target: float, rel_tol: 
 
 def calibrate_sigma(epsilon: float, delta: float, sample_rate: float | Sequence[float],
                     steps: int | Sequence[int], accountant: str = "rdp", *, updates_per_sample: int = 1,
-                    count_sigma: float | None = None) -> float:
+                    count_sigma: float | None = None, count_releases: int = 1) -> float:
     """Noise multiplier per critic update so that all releases together spend at most `epsilon`.
 
     Binary search on the accountant (opacus' get_noise_multiplier cannot include the count release
@@ -227,7 +235,7 @@ def calibrate_sigma(epsilon: float, delta: float, sample_rate: float | Sequence[
     if epsilon == math.inf:
         return 0.0
     floor = spent_epsilon(sigma=math.inf, sample_rate=sample_rate, steps=steps, delta=delta,
-                          accountant=accountant, count_sigma=count_sigma)
+                          accountant=accountant, count_sigma=count_sigma, count_releases=count_releases)
     if floor >= epsilon:
         raise ConfigError(f"privacy.count_epsilon_fraction: the flow count alone spends {floor:.4g} >= "
                           f"epsilon {epsilon:.4g}; lower the fraction")
@@ -235,27 +243,105 @@ def calibrate_sigma(epsilon: float, delta: float, sample_rate: float | Sequence[
     def eps(sigma: float) -> float:
         return spent_epsilon(sigma=sigma, sample_rate=sample_rate, steps=steps, delta=delta,
                              accountant=accountant, updates_per_sample=updates_per_sample,
-                             count_sigma=count_sigma)
+                             count_sigma=count_sigma, count_releases=count_releases)
 
     return _bisect_sigma(eps, epsilon)
 
 
-def calibrate_count_sigma(epsilon: float, delta: float, accountant: str = "rdp") -> float:
-    """Noise multiplier (std / L2 sensitivity) of a Gaussian mechanism spending `epsilon` on its own."""
-    return _bisect_sigma(lambda s: _epsilon_of([(s, 1.0, 1)], delta, accountant), epsilon)
+def calibrate_count_sigma(epsilon: float, delta: float, accountant: str = "rdp", releases: int = 1) -> float:
+    """Noise multiplier (std / L2 sensitivity) of `releases` Gaussian releases spending `epsilon` together."""
+    return _bisect_sigma(lambda s: _epsilon_of([(s, 1.0, int(releases))], delta, accountant), epsilon)
 
 
 def release_flow_counts(counts: Sequence[int], count_sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Per-chunk flow counts through the Gaussian mechanism (rounded, at least 1).
+    """Per-chunk flow-sample counts through the Gaussian mechanism (rounded, at least 1).
 
     One flow adds at most 1 to each of the chunks it appears in, so the L2 sensitivity of the vector is
     sqrt(n_chunks); noise std = count_sigma * sqrt(n_chunks). Rounding and the floor are
-    post-processing. The released counts are used as they are: no inflation of the output size.
+    post-processing. Used only as a coarse histogram (shares over chunks, see `release_sizes`): its
+    sum carries n_chunks times the noise of one count.
     """
+    return np.maximum(1, np.rint(noisy_histogram(counts, count_sigma, rng))).astype(np.int64)
+
+
+def noisy_histogram(counts: Sequence[int], count_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-chunk counts + N(0, (count_sigma sqrt(n_chunks))^2) each (L2 sensitivity sqrt(n_chunks)), float."""
     counts = np.asarray(counts, dtype=np.float64)
-    std = count_sigma * math.sqrt(max(1, counts.size))
-    noisy = counts + rng.normal(0.0, std, size=counts.shape)
-    return np.maximum(1, np.rint(noisy)).astype(np.int64)
+    return counts + rng.normal(0.0, count_sigma * math.sqrt(max(1, counts.size)), size=counts.shape)
+
+
+def release_count(count: int, count_sigma: float, rng: np.random.Generator) -> int:
+    """One count of L2 sensitivity 1 through the Gaussian mechanism (std count_sigma), rounded, >= 1."""
+    return int(max(1, round(float(count) + rng.normal(0.0, count_sigma))))
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    """What the size release reads from the private trace, and the public shares it may use instead.
+
+    `distinct`: flows (5-tuples) in the private trace; one flow changes it by 1 (L2 sensitivity 1).
+    `per_chunk`: private flow samples per chunk; read (as a coarse noisy histogram) only when
+    `public_ratios` is None. `public_ratios[c]`: the public trace's flow samples in chunk c per public
+    flow (public, free), so that chunk c's estimate is released total x ratio.
+    """
+
+    distinct: int
+    per_chunk: tuple[int, ...]
+    public_ratios: tuple[float, ...] | None = None
+
+    @classmethod
+    def of(cls, counts: "FlowCounts | Sequence[int]") -> "FlowCounts":
+        """A FlowCounts; plain per-chunk counts mean one sample per flow (distinct = their sum)."""
+        if isinstance(counts, FlowCounts):
+            return counts
+        per_chunk = tuple(int(c) for c in counts)
+        return cls(distinct=sum(per_chunk), per_chunk=per_chunk)
+
+    @property
+    def releases(self) -> int:
+        """Gaussian releases the sizes cost: the total, plus the histogram without public shares."""
+        return 1 if self.public_ratios is not None else 2
+
+
+@dataclass(frozen=True)
+class SizeRelease:
+    """The released flow total and the per-chunk flow-sample estimates derived from it."""
+
+    total: int
+    per_chunk: tuple[int, ...]
+    shares: tuple[float, ...]
+    histogram: tuple[int, ...] | None
+    source: str
+
+
+def release_sizes(counts: FlowCounts, count_sigma: float, rng: np.random.Generator) -> SizeRelease:
+    """One total (distinct flows, sensitivity 1) and per-chunk estimates total x share (post-processing).
+
+    Shares come from the public trace (samples per flow in each chunk) when given, else from a coarse
+    noisy histogram of the per-chunk samples (its negative entries as 0; uniform if all are), which
+    assumes one sample per flow until the trained models correct it (`samples_per_flow`).
+    """
+    total = release_count(counts.distinct, count_sigma, rng)
+    n = len(counts.per_chunk)
+    if counts.public_ratios is not None:
+        ratios, histogram, source = np.asarray(counts.public_ratios, np.float64), None, "public trace"
+    else:
+        noisy = noisy_histogram(counts.per_chunk, count_sigma, rng)
+        histogram = tuple(int(v) for v in np.rint(noisy))
+        positive = np.maximum(noisy, 0.0)
+        ratios = positive / positive.sum() if positive.sum() > 0 else np.full(n, 1.0 / max(1, n))
+        source = "noisy histogram"
+    per_chunk = tuple(int(v) for v in np.maximum(1, np.rint(total * ratios)))
+    shares = ratios / ratios.sum() if ratios.sum() > 0 else np.full(n, 1.0 / max(1, n))
+    return SizeRelease(total, per_chunk, tuple(float(v) for v in shares), histogram, source)
+
+
+def samples_per_flow(shares: Sequence[float], starting: Sequence[float], n_chunks: int) -> float:
+    """Flow samples per flow implied by chunk shares and each chunk's fraction of samples that start a
+    flow (`starting`, read off the trained models: post-processing): flows = sum_c samples_c x
+    starting_c, so samples / flows = 1 / sum_c share_c x starting_c, kept within [1, n_chunks]."""
+    per = float(np.dot(np.asarray(shares, np.float64), np.asarray(starting, np.float64)))
+    return float(min(max(1.0, 1.0 / per if per > 0 else n_chunks), n_chunks))
 
 
 @dataclass
@@ -265,7 +351,10 @@ class PrivacyLedger:
     `sigma` is the per-critic-update noise multiplier (noise std sigma*clip on the summed clipped
     gradients); the accountant composes `steps` Poisson samples per chunk, each at `sample_rate`, each
     feeding `updates_per_sample` updates (effective multiplier sigma/sqrt(updates_per_sample)), plus
-    one flow-count release with multiplier `count_sigma` (std count_sigma*sqrt(n_chunks) per chunk).
+    `count_releases` Gaussian size releases with multiplier `count_sigma`: the number of distinct flows
+    (sensitivity 1, `noisy_flow_total`) and, without a public trace, the per-chunk histogram
+    (sensitivity sqrt(n_chunks), `noisy_histogram`). `noisy_flow_counts` (per-chunk flow samples the
+    schedule uses) are post-processing: total x `size_shares` ratios.
     Unit of privacy: one flow (5-tuple) with at most `max_flow_len` records in each chunk; a longer
     flow is split into several samples and is protected only at group level.
     """
@@ -286,44 +375,58 @@ class PrivacyLedger:
     #: training epochs per chunk the schedule allows (0: the chunk is not trained)
     epochs: list[int] = field(default_factory=list)
     unit: str = "flow (5-tuple), at most max_flow_len records per chunk; chunks compose sequentially"
+    #: Gaussian size releases composed: 1 (total; public shares) or 2 (total + noisy histogram)
+    count_releases: int = 1
+    #: released number of distinct flows (the one count the output size follows)
+    noisy_flow_total: int = 0
+    #: released per-chunk flow samples (no public trace only; shares over chunks)
+    noisy_histogram: list[int] | None = None
+    #: where the per-chunk shares come from: "public trace" or "noisy histogram"
+    size_shares: str = "noisy histogram"
+    #: each chunk's share of the flow samples (sums to 1)
+    shares: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def plan_privacy(privacy, flow_counts: Sequence[int], batch_size: int,
+def plan_privacy(privacy, flow_counts: "FlowCounts | Sequence[int]", batch_size: int,
                  epochs: Sequence[int] | Callable[[np.ndarray], Sequence[int]],
                  critic_steps: int, rng: np.random.Generator,
                  updates_per_sample: int = CRITIC_UPDATES_PER_SAMPLE) -> PrivacyLedger:
-    """Release the per-chunk flow counts, then calibrate sigma for the whole training schedule.
+    """Release the sizes (`release_sizes`), then calibrate sigma for the whole training schedule.
 
-    `privacy` is a `tracesynth.config.PrivacyConfig`; `flow_counts[c]` the private number of flow
-    samples in chunk c and `epochs[c]` its training epochs (0 for a chunk not trained); `epochs` may
-    also be a function of the released counts (e.g. no training for a chunk released as empty), which is
-    post-processing. The sample rate
-    q_c = batch_size / noisy_count_c and the Poisson-sample count epochs_c * ceil(1 / q_c) * critic_steps
-    (the trainer runs ceil(1/q_c) generator steps per epoch, see `trainer_hooks`) derive from the noisy
-    counts only.
+    `privacy` is a `tracesynth.config.PrivacyConfig`; `flow_counts` a `FlowCounts` (or plain private
+    per-chunk flow-sample counts) and `epochs[c]` chunk c's training epochs (0 for a chunk not
+    trained); `epochs` may also be a function of the per-chunk estimates (e.g. no training for a chunk
+    estimated empty), which is post-processing. The sample rate q_c = batch_size / estimate_c and the
+    Poisson-sample count epochs_c * ceil(1 / q_c) * critic_steps (the trainer runs ceil(1/q_c)
+    generator steps per epoch, see `trainer_hooks`) derive from the released sizes only.
     """
+    counts = FlowCounts.of(flow_counts)
+    releases = counts.releases
     count_eps = privacy.epsilon * privacy.count_epsilon_fraction
-    count_sigma = calibrate_count_sigma(count_eps, privacy.delta, privacy.accountant)
-    noisy = release_flow_counts(flow_counts, count_sigma, rng)
+    count_sigma = calibrate_count_sigma(count_eps, privacy.delta, privacy.accountant, releases)
+    sizes = release_sizes(counts, count_sigma, rng)
+    noisy = np.asarray(sizes.per_chunk, dtype=np.int64)
     rates = [float(min(1.0, batch_size / int(n))) for n in noisy]
     epochs = [int(e) for e in (epochs(noisy.copy()) if callable(epochs) else epochs)]
     steps = [int(e) * int(math.ceil(1.0 / q)) * critic_steps for e, q in zip(epochs, rates)]
+    common = dict(sample_rate=rates, steps=steps, delta=privacy.delta, accountant=privacy.accountant,
+                  updates_per_sample=updates_per_sample)
     sigma = calibrate_sigma(privacy.epsilon, privacy.delta, rates, steps, privacy.accountant,
-                            updates_per_sample=updates_per_sample, count_sigma=count_sigma)
-    total = spent_epsilon(sigma=sigma, sample_rate=rates, steps=steps, delta=privacy.delta,
-                          accountant=privacy.accountant, updates_per_sample=updates_per_sample,
-                          count_sigma=count_sigma)
-    training = spent_epsilon(sigma=sigma, sample_rate=rates, steps=steps, delta=privacy.delta,
-                             accountant=privacy.accountant, updates_per_sample=updates_per_sample)
+                            updates_per_sample=updates_per_sample, count_sigma=count_sigma,
+                            count_releases=releases)
+    total = spent_epsilon(sigma=sigma, count_sigma=count_sigma, count_releases=releases, **common)
+    training = spent_epsilon(sigma=sigma, **common)
     ledger = PrivacyLedger(epsilon=total, delta=privacy.delta, target_epsilon=privacy.epsilon, sigma=sigma,
                            clip=privacy.clip_norm, sample_rate=rates, steps=steps,
                            updates_per_sample=updates_per_sample, accountant=privacy.accountant,
                            count_epsilon=count_eps, count_sigma=count_sigma,
                            noisy_flow_counts=[int(n) for n in noisy], training_epsilon=training,
-                           epochs=epochs)
+                           epochs=epochs, count_releases=releases, noisy_flow_total=sizes.total,
+                           noisy_histogram=None if sizes.histogram is None else list(sizes.histogram),
+                           size_shares=sizes.source, shares=list(sizes.shares))
     log.info("DP plan: sigma=%.4g over %s Poisson samples, epsilon=%.4g (training %.4g) at delta=%g",
              sigma, steps, total, training, privacy.delta)
     return ledger
@@ -407,10 +510,84 @@ def clip_and_sum(grads: dict[str, torch.Tensor], clip_norm: float) -> tuple[dict
     return summed, norms
 
 
+def _relu_mlp(critic: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of a tracesynth critic that is net(cat(flattened inputs)) with Linear/ReLU
+    layers only (both critics of `networks`), or None for any other module (vmap path)."""
+    from .networks import AttributeCritic, Critic
+
+    if not isinstance(critic, (Critic, AttributeCritic)):
+        return None
+    mods = list(critic.net)
+    linear = mods[0::2]
+    if (not all(isinstance(m, nn.Linear) for m in linear) or not all(isinstance(m, nn.ReLU) for m in mods[1::2])
+            or len(mods) % 2 == 0 or linear[-1].out_features != 1):
+        return None
+    return linear
+
+
+def mlp_clipped_sum(layers: list[nn.Linear], real: Batch, fake: Batch, mix: torch.Tensor, gp_lambda: float,
+                    clip_norm: float) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Per-example clipping of the WGAN-GP critic gradient without materialising per-example gradients.
+
+    For a ReLU MLP, example i's gradient of a weight W is a sum of outer products, one per use of W in
+    example i's loss: u ⊗ v with (u, v) = (dL/dh, input a) for the forward passes on real_i and fake_i,
+    and (delta_h, dL/d out) for the matmul out = delta_h W of the penalty's input gradient (written out
+    here; ReLU'' = 0, so the x_hat forward pass contributes nothing). Its squared norm is
+    sum_{n,m} (u_n . u_m)(v_n . v_m): per example, 3 x 3 Gram matrices instead of a [B, out, in] tensor,
+    and the clipped sum is one matmul. Same result as `per_sample_gradients` + `clip_and_sum`
+    (tests/model/test_privacy.py), at batch-autograd cost and memory: the torch.func path allocated
+    B x n_params floats per micro-batch (~1.5 GB per step at NetShare's sizes), which glibc maps and
+    unmaps each time, so half of a DP fit's CPU time went into the kernel zero-filling fresh pages.
+    Returns [(weight grad, bias grad)] per layer (summed, clipped) and the per-example norms.
+    """
+    x_real, x_fake = (torch.cat([t.flatten(1) for t in batch], dim=1) for batch in (real, fake))
+    m = mix.reshape(-1, 1).to(x_real.dtype)
+    x_hat = m * x_real + (1 - m) * x_fake
+    last = len(layers) - 1
+
+    def forward(x: torch.Tensor):
+        inputs, pre = [], []
+        for k, lin in enumerate(layers):
+            inputs.append(x)
+            h = torch.nn.functional.linear(x, lin.weight, lin.bias)
+            pre.append(h)
+            x = torch.relu(h) if k < last else h
+        return x.squeeze(-1), inputs, pre
+
+    d_real, in_real, h_real = forward(x_real)
+    d_fake, in_fake, h_fake = forward(x_fake)
+    with torch.no_grad():
+        masks = [(h > 0).to(x_real.dtype) for h in forward(x_hat)[2][:-1]]
+    n = x_real.shape[0]
+    delta, back_in, back_out = x_real.new_ones(n, 1), [None] * len(layers), [None] * len(layers)
+    for k in range(last, -1, -1):  # dD/dx at x_hat, layer by layer
+        back_in[k] = delta
+        back_out[k] = delta @ layers[k].weight
+        if k:
+            delta = back_out[k] * masks[k - 1]
+    norm = torch.sqrt(back_out[0].pow(2).sum(1) + 1e-12)
+    loss = (d_fake - d_real + gp_lambda * (norm - 1.0).pow(2)).sum()
+    grads = torch.autograd.grad(loss, h_real + h_fake + back_out)
+    g_real, g_fake, g_back = grads[:last + 1], grads[last + 1:2 * last + 2], grads[2 * last + 2:]
+    factors, sq = [], torch.zeros(n, dtype=x_real.dtype, device=x_real.device)
+    for k in range(len(layers)):
+        u = torch.stack([g_real[k], g_fake[k], back_in[k].expand_as(g_real[k])], dim=1)   # [B, 3, out]
+        v = torch.stack([in_real[k], in_fake[k], g_back[k]], dim=1)                      # [B, 3, in]
+        bias = g_real[k] + g_fake[k]                                                     # [B, out]
+        sq += ((u @ u.transpose(1, 2)) * (v @ v.transpose(1, 2))).sum((1, 2)) + bias.pow(2).sum(1)
+        factors.append((u, v, bias))
+    norms = torch.sqrt(sq)
+    scale = (clip_norm / (norms + 1e-6)).clamp(max=1.0)
+    summed = [(torch.einsum("bno,bni->oi", u * scale[:, None, None], v), scale @ bias) for u, v, bias in factors]
+    return summed, norms
+
+
 class DPCriticUpdate:
     """Drop-in DP replacement of the trainer's `critic_update`, for the critic and the attribute critic.
 
-    Per-example gradients (torch.func), per-example clipping to `clip_norm`, sum, Gaussian noise
+    Per-example clipping to `clip_norm` (tracesynth's ReLU-MLP critics: `mlp_clipped_sum`, no per-example
+    gradient tensors; any other critic: torch.func per-example gradients in micro-batches of
+    `micro_batch`), sum, Gaussian noise
     N(0, (sigma*clip_norm)^2) per coordinate, division by the expected batch size, optimizer step.
     An empty Poisson batch still releases noise and steps, so batch emptiness is not observable.
     The WGAN-GP loss is computed here per example (a batch loss built on torch.autograd.grad cannot be
@@ -420,13 +597,17 @@ class DPCriticUpdate:
     """
 
     def __init__(self, clip_norm: float, noise_multiplier: float, expected_batch_size: float,
-                 gp_lambda: float = 10.0, generator: torch.Generator | None = None, micro_batch: int = 64):
+                 gp_lambda: float = 10.0, generator: torch.Generator | None = None, micro_batch: int = 64,
+                 fast: bool = True):
         self.clip_norm = float(clip_norm)
         self.noise_multiplier = float(noise_multiplier)
         self.expected_batch_size = float(expected_batch_size)
         self.gp_lambda = float(gp_lambda)
         self.generator = generator
         self.micro_batch = int(micro_batch)
+        #: tracesynth's ReLU-MLP critics take `mlp_clipped_sum` (no per-example gradient tensors);
+        #: False forces the generic torch.func path (the reference, and any other critic)
+        self.fast = bool(fast)
         self.releases = 0
 
     def noisy_gradient(self, critic: nn.Module, real, fake, generator: torch.Generator | None = None
@@ -440,6 +621,13 @@ class DPCriticUpdate:
         total = {k: torch.zeros_like(p) for k, p in params.items()}
         n = real[0].shape[0]
         mix = torch.rand(n, generator=gen, device=gen.device).to(real[0].device)
+        layers = _relu_mlp(critic) if self.fast else None
+        if layers is not None and n:
+            summed, _ = mlp_clipped_sum(layers, real, fake, mix, self.gp_lambda, self.clip_norm)
+            lookup = {id(p): g for lin, (gw, gb) in zip(layers, summed) for p, g in ((lin.weight, gw), (lin.bias, gb))}
+            for k, p in params.items():
+                total[k] += lookup[id(p)]
+            n = 0  # done: skip the generic path
         for start in range(0, n, self.micro_batch):  # bounds memory at micro_batch x n_params
             sl = slice(start, start + self.micro_batch)
             grads = per_sample_gradients(critic, tuple(r[sl] for r in real), tuple(f[sl] for f in fake),
@@ -511,10 +699,12 @@ def check_dp_config(config, public_trace: str | None = None) -> None:
     """Raise ConfigError naming every setting that would read the private trace outside the budget.
 
     With a public trace, encoders (numeric ranges, categorical choices, word2vec) are fitted on it;
-    without one they must be fixed in the config. The time window always comes from the config: it
-    sets the private trace's chunk boundaries, which a public trace from another period cannot give, and
-    the chunking must be by time (equal-count chunks place their boundaries by the private records).
-    The inter-arrival range is fitted on the public trace, else fixed in the config. Checkpoint selection scores checkpoints on private data, so it must be off.
+    without one they must be fixed in the config. The time window comes from the config (or
+    `--window`; a preset without one takes the public trace's span, `pipeline.private`): it sets the
+    private trace's chunk boundaries, and the chunking must be by time (equal-count chunks place their
+    boundaries by the private records). The inter-arrival range is fitted on the public trace, else
+    fixed in the config. Checkpoint selection scores checkpoints on private data, so it must be off.
+    The message is one line of whole sentences, without square brackets (the CLI prints rich markup).
     """
     problems: list[str] = []
     public = public_trace or (config.privacy.public_trace if config.privacy is not None else None)
@@ -522,27 +712,27 @@ def check_dp_config(config, public_trace: str | None = None) -> None:
         if public:
             break
         if f.encoding == "numeric" and f.range is None:
-            problems.append(f"fields.{f.name}.range is not set (the range would be read from the private "
-                            f"trace): set a fixed [min, max]")
+            problems.append(f"fields.{f.name}.range is not set, so the range would be read from the private "
+                            "trace: set a fixed min and max, or pass --public")
         elif f.encoding == "categorical" and not f.choices:
-            problems.append(f"fields.{f.name}.choices is not set (the categories would be read from the "
-                            f"private trace): list them")
+            problems.append(f"fields.{f.name}.choices is not set, so the categories would be read from the "
+                            "private trace: list them, or pass --public")
     uses_w2v = any(f.encoding.startswith("word2vec") for f in config.fields)
     if uses_w2v and not public and not config.word2vec.pretrained:
-        problems.append("word2vec.pretrained is not set and no public trace is given (the port/protocol "
-                        "vocabulary would be learnt from the private trace): set a public model or pass --public")
+        problems.append("word2vec.pretrained is not set and no public trace is given, so the port and protocol "
+                        "vocabulary would be learnt from the private trace: set a public model, or pass --public")
     if not public and config.time.interarrival_range is None:
-        problems.append("time.interarrival_range is not set (the inter-arrival range would be read from the "
-                        "private trace): set a fixed [min, max] in seconds or pass --public")
+        problems.append("time.interarrival_range is not set, so the inter-arrival range would be read from the "
+                        "private trace: set a fixed min and max in seconds, or pass --public")
     if config.time.window is None:
-        problems.append("time.window is not set (the trace's start and end would be read from the private "
-                        "trace): set [start, end] epoch seconds")
+        problems.append("time.window is not set, so the trace's start and end would be read from the private "
+                        "trace: set it to START, END in epoch seconds, or pass --window START,END")
     if config.chunking.mode != "fixed_time":
-        problems.append(f"chunking.mode is {config.chunking.mode!r} (chunk boundaries would follow the private "
-                        "record counts): set it to 'fixed_time'")
+        problems.append(f"chunking.mode is {config.chunking.mode!r}, so chunk boundaries would follow the "
+                        "private record counts: set it to 'fixed_time'")
     if config.training.checkpoint_selection:
-        problems.append("training.checkpoint_selection is on (checkpoints would be scored on private data): "
+        problems.append("training.checkpoint_selection is on, so checkpoints would be scored on private data: "
                         "set it to false")
     if problems:
-        raise ConfigError("DP mode would read private data outside the privacy budget: "
-                          + "; ".join(problems))
+        raise ConfigError("DP mode would read the private trace outside the privacy budget. "
+                          + ". ".join(problems) + ".")

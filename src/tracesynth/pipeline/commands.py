@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import TraceSynthConfig, config_from_dict, fields_for_columns, load_config, preset as preset_config
 from ..errors import UserError
 from ..progress import ProgressCallback
+from . import private
 from .runners import RayRunner, make_runner
 from .synthesizer import Synthesizer
 
@@ -79,6 +80,7 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
              public: str | Path | None = None, salvage: bool = False,
+             window: str | tuple[float, float] | None = None,
              progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
@@ -86,7 +88,9 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     encoders on and pretrain on before fine-tuning on TRACE (with or without DP). Chunks and batch size
     unset in the config are chosen from the trace (flows/sizing.py); `workers` None: one per core, at most
     one per fine-tuned chunk. `salvage`: keep the packets before damage in the middle of a capture. A
-    trace without records is refused.
+    trace without records is refused. `window`: time.window ("START,END" epoch seconds, `--window`). A
+    preset in DP mode is made DP-ready (`private.dp_ready_preset`); a custom config must say everything
+    itself.
     """
     from .._atomic import check_output_folder
     from ..io import read_trace, require_records
@@ -98,13 +102,20 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
                        device=device, batch_size=batch_size)
     cfg = fields_for_columns(cfg, loaded.table.columns, trace=str(trace), config_file=config and str(config))
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
+    cfg = private.with_window(cfg, window if isinstance(window, tuple) else private.parse_window(window))
     if public is None and cfg.privacy is not None and cfg.privacy.public_trace:
         public = cfg.privacy.public_trace
-    if cfg.privacy is not None:  # refuse before reading the public trace or touching the run folder
+    public_table = None
+    if cfg.privacy is not None:  # refuse before touching the run folder
         from ..model.privacy import check_dp_config
 
+        if config is None:  # a preset: DP-ready here (its window may come from the public trace)
+            if public is not None and cfg.time.window is None:
+                public_table = read_trace(public, progress=progress).table
+            cfg = private.dp_ready_preset(cfg, public_table, None if public is None else str(public))
         check_dp_config(cfg, str(public) if public is not None else None)
-    public_table = read_trace(public, progress=progress).table if public is not None else None
+    if public is not None and public_table is None:
+        public_table = read_trace(public, progress=progress).table
     runner = make_runner(workers, ray)
     try:
         synth = Synthesizer(cfg).fit(loaded.table, progress, run_dir=out, runner=runner, force=force,

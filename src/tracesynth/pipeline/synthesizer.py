@@ -14,9 +14,11 @@ Public pretraining and differential privacy (docs/privacy.md):
 With `public`, the encoders (ranges, categories, word2vec) are fitted on the public trace, one model is
 pretrained on all of it without DP, and every private chunk (chunk 0 too) is fine-tuned from that model.
 With `config.privacy`, `check_dp_config` first refuses any setting that would read the private trace,
-the per-chunk flow counts are released through the Gaussian mechanism, sigma is calibrated for the whole
-schedule (`plan_privacy`), every private chunk trains with DP-SGD, and the generation sizes come from the
-released counts and the trained models only; no checkpoint is selected on private data. The ledger
+the private records are cut to the window, the size is released (one total at sensitivity 1, shares over
+chunks from the public trace or a noisy histogram), sigma is calibrated for the whole schedule
+(`plan_privacy`), every private chunk trains with DP-SGD, and the generation sizes come from the
+released sizes and the trained models only; no checkpoint is selected on private data, and no count of
+private values is logged (`pipeline/private.py`). The ledger
 goes into the manifest's `privacy` block.
 """
 from __future__ import annotations
@@ -108,6 +110,11 @@ class Synthesizer:
 
         cfg = self.config
         emit(progress, "prepare", 0, 3, "steps")
+        if cfg.privacy is not None:  # DP: cut to the window and say so, unconditionally and without counts
+            from .private import PREPROCESSING_NOTICE, inside_window
+
+            log.warning(PREPROCESSING_NOTICE)
+            table = inside_window(table, cfg)
         chunks = split_chunks(table, cfg)
         public_chunks = None if public is None else split_chunks(public, _public_config(cfg))
         encoder = FlowEncoder(cfg).fit(public_chunks or chunks)
@@ -135,7 +142,11 @@ class Synthesizer:
         pre = None if public is None else self._prepare_public(public_chunks, encoder, public_name)
         if cfg.privacy is not None and pre is None:   # sizing chose nothing from private data: check here
             _check_size(info[0]["flows"], cfg)
-        ledger = None if cfg.privacy is None else self._plan_privacy(info, pre is not None)
+        ledger = None
+        if cfg.privacy is not None:
+            from .private import flow_counts
+
+            ledger = self._plan_privacy(flow_counts(table, chunks, public, public_chunks), pre is not None)
         emit(progress, "prepare", 3, 3, "steps")
         return {"chunks": info, "encoder": encoder, "attribute_spans": encoder.attribute_spans,
                 "feature_spans": encoder.feature_spans, "records": int(len(table)), "public": pre,
@@ -154,11 +165,12 @@ class Synthesizer:
         return {"name": name, "flows": int(len(encoded)), "records": int(sum(len(c.records) for c in public_chunks)),
                 "data_path": str(folder / "train.npz")}
 
-    def _plan_privacy(self, info: list[dict], pretrained: bool):
-        """Release the per-chunk flow counts and calibrate sigma for the schedule the noisy counts allow.
+    def _plan_privacy(self, counts, pretrained: bool):
+        """Release the sizes (`counts`: a `model.privacy.FlowCounts`) and calibrate sigma for the
+        schedule the per-chunk estimates allow.
 
         Chunk 0 of a naive run always trains (for `epochs`); a fine-tuned chunk (every chunk after public
-        pretraining) trains for `finetune_epochs` when its released count is at least 2.
+        pretraining) trains for `finetune_epochs` when its estimated count is at least 2.
         """
         from ..model.privacy import plan_privacy
 
@@ -169,8 +181,7 @@ class Synthesizer:
             return [full if (c == 0 and not pretrained) else (short if n >= 2 else 0) for c, n in enumerate(noisy)]
 
         rng = np.random.default_rng(np.random.SeedSequence([cfg.training.seed, _COUNT_RELEASE_STREAM]))
-        return plan_privacy(cfg.privacy, [c["flows"] for c in info], cfg.training.batch_size, epochs,
-                            cfg.training.critic_steps, rng)
+        return plan_privacy(cfg.privacy, counts, cfg.training.batch_size, epochs, cfg.training.critic_steps, rng)
 
     def _train(self, prepared: dict, runner, progress: ProgressCallback | None) -> list[chunked.ChunkResult]:
         """Naive: chunk 0 here (with progress), the others fine-tuned from it through the runner.
@@ -425,18 +436,30 @@ def _trains(chunk: dict, ledger) -> bool:
 
 
 def _release_sizes(prepared: dict, chosen: dict, load_model) -> None:
-    """DP generation sizes: flows = the released count, records per flow = the mean length of flows the
-    trained model generates. Both are post-processing, so the manifest holds no private count."""
+    """DP generation sizes, all post-processing, so the manifest holds no private count: records per
+    flow sample = the mean length of the samples the trained model generates; flow samples per chunk =
+    the released total x the chunk's ratio: the public trace's samples per flow, or (no public trace)
+    the noisy histogram's share x the samples per flow the models' `starts_here` tags imply."""
     import torch
 
-    ledger, seed = prepared["ledger"], 0
-    for info in prepared["chunks"]:
+    from ..model.privacy import samples_per_flow
+
+    ledger, seed, chunks = prepared["ledger"], 0, prepared["chunks"]
+    layout = attribute_layout(prepared["encoder"], len(chunks))
+    per_flow, starting = [], []
+    for info in chunks:
         model = load_model(prepared, chosen[info["index"]]["weights"])
-        lengths = model.generate(_SIZE_PROBE_FLOWS, generator=torch.Generator().manual_seed(seed))[2]
-        per_flow = float(np.mean(lengths))
-        flows = int(ledger.noisy_flow_counts[info["index"]])
-        info.update(flows=flows, records_per_flow=per_flow, records=int(round(flows * per_flow)))
-    prepared["records"] = int(sum(c["records"] for c in prepared["chunks"]))
+        attrs, _, lengths = model.generate(_SIZE_PROBE_FLOWS, generator=torch.Generator().manual_seed(seed))
+        per_flow.append(float(np.mean(lengths)))
+        starting.append(1.0 if layout is None else float(np.mean(generation.tag_set(np.asarray(attrs),
+                                                                                     layout.starts_here))))
+    flows = list(ledger.noisy_flow_counts)
+    if ledger.size_shares != "public trace":
+        kappa = samples_per_flow(ledger.shares, starting, len(chunks))
+        flows = [max(1, int(round(ledger.noisy_flow_total * share * kappa))) for share in ledger.shares]
+    for info, n, r in zip(chunks, flows, per_flow):
+        info.update(flows=int(n), records_per_flow=r, records=int(round(n * r)))
+    prepared["records"] = int(sum(c["records"] for c in chunks))
 
 
 def _check_size(n_flows: int, cfg: TraceSynthConfig) -> None:
