@@ -117,6 +117,9 @@ class TrainingConfig(_Section):
     batch_size: Optional[int] = Field(None, ge=1)
     #: the largest batch the automatic choice uses, and the flow samples chunk 0 needs per chunk (NetShare's 100)
     max_batch_size: int = Field(100, ge=1)
+    #: `fit` refuses traces with fewer flows (5-tuples); 40 is where the model starts to beat independent
+    #: columns (flows/sizing.py, docs/pipeline.md). Lower it to fit a tinier trace anyway.
+    min_flows: int = Field(40, ge=1)
     critic_steps: int = Field(5, ge=1)
     gp_lambda: float = Field(10.0, ge=0)
     attr_critic_weight: float = Field(1.0, ge=0)

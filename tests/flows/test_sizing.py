@@ -37,6 +37,7 @@ def config(**sections):
 def test_presets_leave_chunks_and_batch_to_fit():
     for name, bound in (("pcap", 100), ("netflow", 50)):
         cfg = preset(name)
+        assert cfg.training.min_flows == MIN_FLOWS
         assert cfg.chunking.n_chunks is None and cfg.chunking.max_chunks == 10
         assert cfg.training.batch_size is None and cfg.training.max_batch_size == bound
 
@@ -65,6 +66,8 @@ def test_small_trace_one_chunk_quarter_batches():
     s = choose_sizing(packets(np.linspace(0, 10, 60)), preset("pcap"))
     assert (s.n_chunks, s.batch_size) == (1, 60 // STEPS_PER_EPOCH)
     s = choose_sizing(packets(np.linspace(0, 10, MIN_FLOWS)), preset("pcap"))
+    assert (s.n_chunks, s.batch_size) == (1, max(MIN_BATCH, MIN_FLOWS // STEPS_PER_EPOCH))
+    s = choose_sizing(packets(np.linspace(0, 10, 20)), config(training={"min_flows": 20}))
     assert (s.n_chunks, s.batch_size) == (1, MIN_BATCH)
 
 

@@ -15,8 +15,8 @@ unset (None, as the presets do), `choose_sizing` picks them from the flow sample
   MIN_BATCH, so that an epoch is still about 4 optimiser steps.
 
 A value set in the config (or by `--chunks`) is used as given; when it cannot work, the error names the
-largest value that would. A trace with fewer than MIN_FLOWS flow samples is refused (docs/pipeline.md
-says how that minimum was measured). In DP mode nothing is derived from the private trace: unset values
+largest value that would. A trace with fewer than `training.min_flows` (MIN_FLOWS, 40) flows is refused (docs/pipeline.md says
+how that minimum was measured). In DP mode nothing is derived from the private trace: unset values
 take their bounds (`max_chunks`, `max_batch_size`).
 """
 from __future__ import annotations
@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 8
 #: optimiser steps per epoch that the automatic batch size aims at for chunk 0
 STEPS_PER_EPOCH = 4
-#: fewest flow samples `fit` accepts: below this the model does not beat drawing every column from the
-#: real marginals (measured with `tracesynth benchmark`; docs/pipeline.md, "Automatic sizing")
-MIN_FLOWS = 20
+#: fewest flows (5-tuples) `fit` accepts by default (`training.min_flows`). Measured (bench/bench_min_flows.py, docs/benchmarks.md): fitted on
+#: 20 flows of caida-10k, DoppelGANger beat the `marginals` baseline on 1 of 6 joint and flow-level metrics
+#: (within noise); on 40 flows on 3 of 6 (every flow-shape metric), on 80 on 2 of 6
+MIN_FLOWS = 40
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,10 @@ def choose_sizing(table: pd.DataFrame, config: TraceSynthConfig) -> Sizing:
     if config.privacy is not None:   # nothing may depend on the private trace: bounds, as NetShare's fixed values
         return _private_sizing(table, config)
     keys, flows = flow_codes(table)
-    if flows < MIN_FLOWS:
-        raise UserError(f"trace too small: {flows} flow(s) (5-tuples); fit needs at least {MIN_FLOWS} to learn "
-                        "more than each field's marginal distribution (docs/pipeline.md, \"Automatic sizing\")")
+    if flows < tr.min_flows:
+        raise UserError(f"trace too small: {flows} flow(s) (5-tuples); fit needs at least {tr.min_flows} to learn "
+                        "more than each field's marginal distribution (training.min_flows; docs/pipeline.md, "
+                        "\"Automatic sizing\")")
     counts: dict[int, np.ndarray] = {}
 
     def chunk0(n: int) -> int:
