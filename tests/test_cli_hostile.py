@@ -201,7 +201,8 @@ def test_generate_scale_and_seed_work_or_exit_2(tiny_run, tmp_path, capsys, scal
 
 
 @_settings
-@given(count=st.one_of(st.integers(-10**30, 3000), st.floats(max_value=3000), st.floats(allow_nan=True).filter(
+@given(count=st.one_of(st.integers(-10**30, 3000), st.integers(10**9 + 1, 10**30), st.floats(max_value=3000),
+                       st.floats(min_value=1e9 + 1, allow_infinity=False), st.floats(allow_nan=True).filter(
     lambda v: not math.isfinite(v)), st.sampled_from(["", "1e3", "nan", "12abc", "2000.0", "-0"])))
 def test_generate_count_works_or_exits_2(tiny_run, tmp_path, capsys, count):
     code = _works_or_exits_2(["generate", str(tiny_run), "--out", str(tmp_path / "s.csv"), "--count", _text(count)],
@@ -250,3 +251,17 @@ def test_messages_show_numbers_not_numpy_reprs():
     with pytest.raises(ConfigError, match=r"first at t=inf\)") as info:
         chunk_windows(np.array([1.0, np.inf]), config_from_dict(data))
     assert "np." not in str(info.value)
+
+
+def test_error_text_in_square_brackets_is_printed_as_is(capsys, monkeypatch):
+    """rich markup used to swallow "[start, end]" and "[0, 255]" in error messages."""
+    from tracesynth import api
+    from tracesynth.errors import UserError
+
+    def refuse(*args, **kwargs):
+        raise UserError("time.window: give [start, end] in epoch seconds, e.g. [1500000000, 1500000600]")
+
+    monkeypatch.setattr(api, "inspect_trace", refuse)
+    code = main(["inspect", str(sample_path())])
+    err = capsys.readouterr().err
+    assert code == 2 and "[start, end]" in err and "[1500000000, 1500000600]" in err

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
+from rich.markup import escape
+
 from ..errors import UserError
 from ._app import app, err
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True)  # "[start, end]" stays
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors are mapped below; anything else is a bug
         if _is_usage_error(exc):
-            err.print(f"[red]error:[/red] {exc.format_message()} (see `tracesynth {_command(argv)}--help`)",
+            err.print(f"[red]error:[/red] {escape(exc.format_message())} (see `tracesynth {_command(argv)}--help`)",
                       highlight=False, markup=True)
             return 2
         if type(exc).__name__ == "Abort":
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if os.environ.get("TRACESYNTH_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
                   "This is a bug in tracesynth; rerun with TRACESYNTH_DEBUG=1 for a traceback and report it.",
                   highlight=False)
         return 1
