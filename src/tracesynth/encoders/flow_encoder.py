@@ -91,11 +91,14 @@ class FlowEncoder:
                 target[f.name] = enc.fit(None)
             else:
                 target[f.name] = enc.fit(source[f.name].to_numpy())
-        tags = tag_columns(self.config.chunking.n_chunks)
+        n_chunks = self.config.chunking.n_chunks
+        if n_chunks is None:  # unsized config (fit sizes it first): as many chunks as the flows are tagged with
+            n_chunks = sum(c.startswith("in_chunk_") for c in attrs.columns)
+        tags = tag_columns(n_chunks)
         present = [c for c in tags if c in attrs.columns]
         if present and present != tags:
             raise UserError(f"flow tags: expected {len(tags)} tag columns for chunking.n_chunks="
-                            f"{self.config.chunking.n_chunks}, found {len(present)}")
+                            f"{n_chunks}, found {len(present)}")
         self.tag_columns_ = present
         self.iat_encoder_ = NumericEncoder(self.config.time.interarrival_log1p, "zero_one",
                                            self.config.time.interarrival_range, name="iat",
