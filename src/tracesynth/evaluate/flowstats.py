@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..schema import FLOW_KEY, flow_codes, flow_key_words, table_kind  # noqa: F401 (flow_codes re-exported)
+from ..schema import FLOW_KEY, flow_codes, table_kind  # noqa: F401 (flow_codes re-exported)
 
 
 @dataclass

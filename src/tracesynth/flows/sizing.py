@@ -22,7 +22,6 @@ take their bounds (`max_chunks`, `max_batch_size`).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
