@@ -36,8 +36,7 @@ def ratio(value: float, floor: float) -> float:
 
 
 def directions(result: BenchmarkResult) -> dict[str, str]:
-    cost = {"cost.fit_cpu_s": "min", "cost.fit_wall_s": "min", "cost.peak_rss_mb": "min", "cost.records_per_s": "max"}
-    return {**{m.name: m.direction for m in result.metrics}, **cost}
+    return {m.name: m.direction for m in result.metrics}
 
 
 def badness(result: BenchmarkResult, row: str, metric: str, direction: str) -> float:
@@ -112,19 +111,25 @@ def write_json(result: BenchmarkResult, path: str | Path) -> Path:
     return Path(path)
 
 
+def _ratio_text(result: BenchmarkResult, row: str, metric: str, direction: str) -> str:
+    """"1.7x": the row's value over the floor's; empty for the floor, `match` metrics and costs."""
+    if row == FLOOR or direction == "match" or metric.startswith("cost."):
+        return ""
+    r = ratio(result.mean(row, metric), result.mean(FLOOR, metric))
+    return f"{r:.2g}x" if _finite(r) else ""
+
+
+def _spread_text(result: BenchmarkResult, row: str, metric: str) -> str:
+    sd = result.spread(row, metric)
+    return f"±{sd:.2g}" if _finite(sd) else ""
+
+
 def _cell(result: BenchmarkResult, row: str, metric: str, direction: str) -> str:
     v = result.mean(row, metric)
     if not _finite(v):
         return "n/a"
-    text = f"{v:.3g}"
-    sd = result.spread(row, metric)
-    if _finite(sd):
-        text += f"±{sd:.2g}"
-    if row != FLOOR and direction != "match" and not metric.startswith("cost."):
-        r = ratio(v, result.mean(FLOOR, metric))
-        if _finite(r):
-            text += f" {r:.2g}x"
-    return text
+    return " ".join(filter(None, (f"{v:.3g}" + _spread_text(result, row, metric),
+                                  _ratio_text(result, row, metric, direction))))
 
 
 def table(result: BenchmarkResult):
@@ -166,12 +171,11 @@ def write_html(result: BenchmarkResult, path: str | Path) -> Path:
         top = max(finite + ([ref] if _finite(ref) else [])) or 1.0
         bars = [{"row": r, "value": f"{v:.3g}" if _finite(v) else "n/a",
                  "width": 100 * v / top if _finite(v) and top > 0 and v >= 0 else 0,
-                 "spread": f"±{result.spread(r, metric):.2g}" if _finite(result.spread(r, metric)) else "",
-                 "ratio": "" if r == FLOOR or dirs[metric] == "match" or metric.startswith("cost.")
-                 else f"{ratio(v, result.mean(FLOOR, metric)):.2g}x floor" if _finite(ratio(v, result.mean(FLOOR, metric))) else "",
+                 "spread": _spread_text(result, r, metric),
+                 "ratio": f"{t} floor" if (t := _ratio_text(result, r, metric, dirs[metric])) else "",
                  "floor": r == FLOOR, "best": best.get(metric) == r} for r, v in values.items()]
         mark = 100 * ref / top if _finite(ref) and top > 0 and ref >= 0 else None
-        desc = next((m.description for m in result.metrics if m.name == metric), _COST_TEXT.get(metric, ""))
+        desc = next(m.description for m in result.metrics if m.name == metric)
         blocks.append({"name": metric, "direction": dirs[metric], "description": desc, "bars": bars, "mark": mark,
                        "mark_label": "held-out value" if dirs[metric] == "match" else "real floor"})
     page = _environment().get_template("leaderboard.html.j2").render(result=to_json(result), blocks=blocks,
@@ -179,12 +183,6 @@ def write_html(result: BenchmarkResult, path: str | Path) -> Path:
     with atomic_open(path, "w") as fh:
         fh.write(page)
     return Path(path)
-
-
-_COST_TEXT = {"cost.fit_cpu_s": "CPU seconds (user + system) to fit, workers included",
-              "cost.fit_wall_s": "wall seconds to fit",
-              "cost.peak_rss_mb": "peak resident memory of the fit and generation (MB)",
-              "cost.records_per_s": "generated records per second"}
 
 
 def _environment():

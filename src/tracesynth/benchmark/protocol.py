@@ -24,7 +24,7 @@ from .._parallel import available_cores
 from ..errors import UserError
 from ..progress import ProgressCallback, emit
 from ..schema import TraceKind
-from .rows import BASELINES, MODELS, Cost, ModelJob, baseline_table, run_model
+from .rows import BASELINES, COST_METRICS, MODELS, Cost, ModelJob, baseline_table, run_model
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class BenchmarkResult:
     spec: BenchmarkSpec
     kind: TraceKind
     seeds: list[SeedResult]
-    metrics: list = field(default_factory=list)     # scorecard.Metric, in scorecard order
+    metrics: list = field(default_factory=list)     # scorecard.Metric: the scorecard's, then COST_METRICS
     machine: dict = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -108,7 +108,7 @@ class BenchmarkResult:
 
     def metric_names(self) -> list[str]:
         """Scorecard metrics, then the cost figures."""
-        return [m.name for m in self.metrics] + list(Cost.NAMES)
+        return [m.name for m in self.metrics]
 
 
 def run_benchmark(spec: BenchmarkSpec, progress: ProgressCallback | None = None) -> BenchmarkResult:
@@ -123,7 +123,8 @@ def run_benchmark(spec: BenchmarkSpec, progress: ProgressCallback | None = None)
     seeds = []
     for seed in range(spec.seeds):
         seeds.append(_run_seed(spec, trace.table, kind, seed, others if seed == 0 else {}, progress))
-    return BenchmarkResult(spec, kind, seeds, metrics_for(kind), machine_facts(), time.perf_counter() - t0)
+    return BenchmarkResult(spec, kind, seeds, metrics_for(kind) + list(COST_METRICS), machine_facts(),
+                           time.perf_counter() - t0)
 
 
 def _read_score(name: str, path: Path, kind: TraceKind) -> pd.DataFrame:
@@ -147,7 +148,7 @@ def _run_seed(spec: BenchmarkSpec, table: pd.DataFrame, kind: TraceKind, seed: i
     if spec.write_split is not None:
         write_split(split, spec.write_split if spec.seeds == 1 else Path(spec.write_split) / f"seed-{seed}")
     n = len(train)
-    tables: dict[str, tuple[pd.DataFrame, Cost]] = {FLOOR: (train, Cost.none())}
+    tables: dict[str, tuple[pd.DataFrame, Cost]] = {FLOOR: (train, Cost())}
     for name in BASELINES:
         tables[name] = baseline_table(name, train, n, seed)
     with tempfile.TemporaryDirectory(prefix="tracesynth-bench-") as tmp:
@@ -158,7 +159,7 @@ def _run_seed(spec: BenchmarkSpec, table: pd.DataFrame, kind: TraceKind, seed: i
                            folder=str(Path(tmp) / name))
             tables[name] = run_model(job, train, progress)
     for name, other in others.items():
-        tables[name] = (other, Cost.none())
+        tables[name] = (other, Cost())
     rows = {}
     for i, (name, (candidate, cost)) in enumerate(tables.items()):
         emit(progress, "score", i, len(tables), "rows", row=name, seed=seed)

@@ -37,6 +37,21 @@ def _doppelganger_config(kind: TraceKind, config: str | None, epochs: int | None
 MODELS: dict[str, Callable] = {"doppelganger": _doppelganger_config}
 
 
+def _cost_metrics() -> tuple:
+    """The cost figures as scorecard metrics (name, range, direction, description), so every column of a
+    benchmark is declared the same way."""
+    from ..evaluate.scorecard import Metric
+
+    inf = float("inf")
+    return (Metric("cost.fit_cpu_s", 0.0, inf, "min", "CPU seconds (user + system) to fit, workers included"),
+            Metric("cost.fit_wall_s", 0.0, inf, "min", "wall seconds to fit"),
+            Metric("cost.peak_rss_mb", 0.0, inf, "min", "peak resident memory of the fit and generation (MB)"),
+            Metric("cost.records_per_s", 0.0, inf, "max", "generated records per second"))
+
+
+COST_METRICS = _cost_metrics()
+
+
 @dataclass(frozen=True)
 class Cost:
     """What producing a row's table cost (NaN for rows that are not generated)."""
@@ -46,14 +61,9 @@ class Cost:
     peak_rss_mb: float = float("nan")
     records_per_s: float = float("nan")
 
-    NAMES = ("cost.fit_cpu_s", "cost.fit_wall_s", "cost.peak_rss_mb", "cost.records_per_s")
-
-    @classmethod
-    def none(cls) -> "Cost":
-        return cls()
-
     def as_metrics(self) -> dict[str, float]:
-        return dict(zip(self.NAMES, (self.fit_cpu_s, self.fit_wall_s, self.peak_rss_mb, self.records_per_s)))
+        """{"cost.<field>": value} in COST_METRICS order."""
+        return {m.name: getattr(self, m.name.removeprefix("cost.")) for m in COST_METRICS}
 
 
 def baseline_table(name: str, train: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, Cost]:
