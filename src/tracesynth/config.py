@@ -94,9 +94,55 @@ class Word2VecConfig(_Section):
     pretrained: Optional[str] = None
 
 
-class ModelConfig(_Section):
-    """DoppelGANger sizes (NetShare's settings)."""
+HeaderGroup = Literal["proto", "srcport", "dstport", "srcip", "dstip", "length", "start"]
 
+
+class ARConfig(_Section):
+    """The autoregressive flow model (`model.kind: ar`; docs/models.md): tokens, sizes, training, sampling."""
+
+    #: header token groups in the order they are generated (each once)
+    header_order: list[HeaderGroup] = ["proto", "length", "dstport", "srcport", "dstip", "srcip", "start"]
+    #: ports with their own token; other ports are drawn byte by byte
+    top_ports: int = Field(128, ge=0, le=4096)
+    #: IP addresses with their own token; other addresses are drawn octet by octet
+    top_addresses: int = Field(256, ge=0, le=65536)
+    #: a port or address needs this many flows to get its own token (rarer ones are learnt as bytes, not replayed)
+    min_key_flows: int = Field(3, ge=1)
+    #: numeric fields: at most this many exact values get their own token ("spikes")...
+    max_spikes: int = Field(32, ge=0, le=1024)
+    #: ...each needing at least this share of the records
+    min_spike_share: float = Field(0.005, gt=0, le=1)
+    #: quantile bins for the rest of a numeric field's values (uniform draw inside a bin when sampling)
+    n_bins: int = Field(32, ge=1, le=1024)
+    #: quantile bins of the flow start time
+    start_bins: int = Field(64, ge=1, le=4096)
+    hidden: int = Field(128, ge=8, le=2048)
+    head_layers: int = Field(1, ge=0, le=4)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_epochs: int = Field(40, ge=1)
+    #: stop after this many epochs without a lower held-out NLL
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    #: share of flow samples held out for early stopping (none below 20 flows: fixed max_epochs)
+    validation_fraction: float = Field(0.1, ge=0, lt=0.5)
+    #: sampling temperature (1 = the learnt distribution; <1 sharper, closer to frequent training values)
+    temperature: float = Field(1.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> "ARConfig":
+        groups = ("proto", "srcport", "dstport", "srcip", "dstip", "length", "start")
+        if sorted(self.header_order) != sorted(groups):
+            raise ValueError(f"header_order must list each of {', '.join(groups)} once, got {self.header_order}")
+        return self
+
+
+class ModelConfig(_Section):
+    """Which model (`kind`) and its sizes: DoppelGANger's (NetShare's settings) or the `ar` section."""
+
+    kind: Literal["doppelganger", "ar"] = "doppelganger"
+    ar: ARConfig = ARConfig()
     attribute_noise_dim: int = Field(5, ge=1)
     feature_noise_dim: int = Field(5, ge=1)
     attribute_num_layers: int = Field(4, ge=1)

@@ -33,8 +33,15 @@ def _doppelganger_config(kind: TraceKind, config: str | None, epochs: int | None
     return build_config(kind, config=config, epochs=epochs, seed=seed)
 
 
+def _ar_config(kind: TraceKind, config: str | None, epochs: int | None, seed: int):
+    """The autoregressive flow model (docs/models.md): the preset of the trace's kind with `model.kind: ar`."""
+    from ..pipeline.commands import build_config
+
+    return build_config(kind, config=config, epochs=epochs, seed=seed, model="ar")
+
+
 #: model name -> config builder (kind, config file, epochs override, seed) -> TraceSynthConfig
-MODELS: dict[str, Callable] = {"doppelganger": _doppelganger_config}
+MODELS: dict[str, Callable] = {"doppelganger": _doppelganger_config, "ar": _ar_config}
 
 
 def _cost_metrics() -> tuple:

@@ -14,7 +14,10 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to create (or resume)."),
         preset: Optional[str] = typer.Option(None, help="pcap or netflow (default: matches the trace)."),
         config: Optional[Path] = typer.Option(None, help="YAML/JSON config file instead of a preset."),
-        epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs for chunk 0."),
+        model: Optional[str] = typer.Option(None, "--model", help="ar (autoregressive, likelihood-trained) or "
+                                            "doppelganger (NetShare's GAN); default: the config's model.kind."),
+        epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs for chunk 0 (doppelganger); "
+                                             "the most epochs (ar, which stops early on held-out loss)."),
         chunks: Optional[int] = typer.Option(None, min=1, help="Number of time chunks."),
         workers: Optional[int] = typer.Option(None, min=1, help="Worker processes for the fine-tuned chunks "
                                               "(default: one per available core, at most one per chunk)."),
@@ -39,19 +42,28 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
         result = api.fit_path(trace, out_dir, preset=preset, config=config, epochs=epochs, chunks=chunks,
                               workers=workers, ray=ray, seed=seed, device=device, force=force,
                               dp_epsilon=dp_epsilon, dp_delta=dp_delta, public=public, salvage=salvage,
-                              window=window,
+                              window=window, model=_model_kind(model),
                               progress=bar)
     resumed = " (resumed)" if result["resumed"] else ""
     out.print(f"sizing: {result['sizing']}")
     what = "packets" if result["kind"] == "packets" else "flow records"
-    out.print(f"fitted {result['records']:,} {what} in {result['chunks']} chunk(s), "
-              f"{result['epochs']} epochs, {result['fit_s']:.1f} s{resumed} -> {result['run']}")
+    shape = ("one autoregressive model" if result["model"] == "ar"
+             else f"{result['chunks']} chunk(s), {result['epochs']} epochs")
+    out.print(f"fitted {result['records']:,} {what} ({shape}) in {result['fit_s']:.1f} s{resumed} -> {result['run']}")
     if result.get("public"):
         out.print(f"pretrained on public trace {result['public']}")
     if result.get("dp"):
         dp = result["dp"]
         out.print(f"differential privacy: epsilon = {dp['epsilon']:.4g}, delta = {dp['delta']:g} "
                   f"(sigma {dp['sigma']:.4g}; details in {result['run']}/manifest.json)")
+
+
+def _model_kind(name: Optional[str]) -> Optional[str]:
+    from ..errors import UserError
+
+    if name is not None and name not in ("ar", "doppelganger"):
+        raise UserError(f"--model: unknown model {name!r}; choose ar or doppelganger")
+    return name
 
 
 @app.command()

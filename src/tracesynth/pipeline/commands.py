@@ -28,13 +28,16 @@ DEMO_BATCH = 32
 
 def build_config(kind: str, *, preset: str | None = None, config: str | Path | None = None,
                  epochs: int | None = None, chunks: int | None = None, seed: int | None = None,
-                 device: str | None = None, batch_size: int | None = None) -> TraceSynthConfig:
+                 device: str | None = None, batch_size: int | None = None, model: str | None = None) -> TraceSynthConfig:
     """The run's config: a file, a named preset, or the preset matching the trace; then CLI overrides."""
     if preset and config:
         raise UserError("give either --preset or --config, not both")
     cfg = load_config(config) if config else preset_config(preset or ("pcap" if kind == "packets" else "netflow"))
     data = cfg.model_dump(mode="json")
-    if epochs is not None:
+    if model is not None:
+        data["model"]["kind"] = model
+    if epochs is not None:  # the DoppelGANger schedule, and the autoregressive model's cap
+        data["model"]["ar"]["max_epochs"] = epochs
         data["training"]["epochs"] = epochs
         data["training"]["checkpoint_every"] = min(data["training"]["checkpoint_every"], max(1, epochs))
     if chunks is not None:
@@ -80,7 +83,7 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
              seed: int | None = None, device: str | None = None, force: bool = False,
              batch_size: int | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
              public: str | Path | None = None, salvage: bool = False,
-             window: str | tuple[float, float] | None = None,
+             window: str | tuple[float, float] | None = None, model: str | None = None,
              progress: ProgressCallback | None = None) -> dict:
     """Fit a model on TRACE into the run folder OUT (resuming an interrupted fit of the same run).
 
@@ -99,7 +102,7 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     trace = Path(trace)
     loaded = require_records(read_trace(trace, progress=progress, salvage=salvage), "fit")
     cfg = build_config(loaded.kind, preset=preset, config=config, epochs=epochs, chunks=chunks, seed=seed,
-                       device=device, batch_size=batch_size)
+                       device=device, batch_size=batch_size, model=model)
     cfg = fields_for_columns(cfg, loaded.table.columns, trace=str(trace), config_file=config and str(config))
     cfg = with_privacy(cfg, dp_epsilon, dp_delta, public)
     cfg = private.with_window(cfg, window if isinstance(window, tuple) else private.parse_window(window))
@@ -127,7 +130,8 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
     synth.save(out)
     m = synth.manifest
     ledger = (m.get("privacy") or {}).get("ledger")
-    return {"run": str(Path(out)), "kind": cfg.kind, "sizing": synth.sizing.describe(),
+    return {"run": str(Path(out)), "kind": cfg.kind, "model": cfg.model.kind,
+            "sizing": synth.sizing.describe() if synth.sizing else "one autoregressive model over the whole trace",
             "records": m["input"]["records"], "chunks": len(m["chunks"]), "epochs": cfg.training.epochs, "fit_s": m["timings"]["fit_s"], "resumed": m["resumed"],
             "runner": m["runner"], "public": None if public is None else str(public),
             "dp": None if ledger is None else {"epsilon": ledger["epsilon"], "delta": ledger["delta"],

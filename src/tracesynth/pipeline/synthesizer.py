@@ -81,6 +81,8 @@ class Synthesizer:
             from ..model.privacy import check_dp_config
 
             check_dp_config(cfg, public_name if public is not None else None)
+        if cfg.model.kind == "ar":
+            return self._fit_ar(table, progress, run_dir, force, input_name)
         cfg, self.sizing = resolve_sizing(table, cfg)
         self.config = cfg
         log.info("sizing: %s", self.sizing.describe())
@@ -99,6 +101,29 @@ class Synthesizer:
                                   time.perf_counter() - t0)
         self.manifest["sizing"] = self.sizing.to_dict()
         self._models = {}
+        return self
+
+    def _fit_ar(self, table: pd.DataFrame, progress, run_dir, force: bool, input_name: str | None) -> "Synthesizer":
+        """The autoregressive model: one model over the whole trace (pipeline/ar.py); no chunks, no sizing."""
+        from . import ar
+
+        cfg = self.config
+        if cfg.privacy is not None:
+            raise UserError("differential privacy is implemented for the doppelganger model only; fit with "
+                            "--model doppelganger, or without --dp-epsilon")
+        t0 = time.perf_counter()
+        self.run = RunDir(run_dir or tempfile.mkdtemp(prefix="tracesynth-run-"))
+        fingerprint = table_fingerprint(table)
+        resumed = self.run.prepare_fit(config_hash(cfg), fingerprint, force)
+        self.run.write_config(cfg)
+        fitted = ar.fit(table, cfg, self.run.path / ar.FOLDER, progress)
+        self.sizing = None
+        self.manifest = {"config_hash": config_hash(cfg), "model": "ar",
+                         "input": {"name": input_name, "fingerprint": fingerprint, "records": int(len(table)),
+                                   "kind": cfg.kind},
+                         "chunks": [], "ar": fitted.to_dict(), "runner": "this process", "resumed": resumed,
+                         "privacy": None,
+                         "timings": {"fit_s": round(time.perf_counter() - t0, 3), "train_s": fitted.train_s}}
         return self
 
     def _prepare(self, table: pd.DataFrame, progress: ProgressCallback | None,
@@ -304,6 +329,8 @@ class Synthesizer:
         manifest = run.read_manifest()
         synth = cls(run.read_config())
         synth.run, synth.manifest = run, manifest
+        if manifest.get("model") == "ar":
+            return synth
         try:
             synth._encoder = FlowEncoder.load(run.encoder_dir)
         except UserError:
@@ -312,6 +339,13 @@ class Synthesizer:
             raise UserError(f"{run.encoder_dir}: fitted encoders are missing or corrupt ({exc}); rerun "
                             "`tracesynth fit ... --force`") from None
         return synth
+
+    def _ar_generator(self):
+        from . import ar
+
+        if "ar" not in self._models:
+            self._models["ar"] = ar.ARGenerator.load(self.config, self.run.path / ar.FOLDER, self.manifest["ar"])
+        return self._models["ar"]
 
     def _model(self, index: int):
         if index not in self._models:
@@ -332,6 +366,8 @@ class Synthesizer:
         if (count is not None and count < 0) or (scale is not None and scale <= 0):
             raise UserError("--count must be >= 0 and --scale > 0")
         target = generation.target_records(self.manifest["input"]["records"], count, scale)
+        if self.manifest.get("model") == "ar":
+            return self._ar_generator().sample(target, seed, progress)
         plans = [sampling.ChunkPlan(index=c["index"], window=tuple(c["window"]), real_records=c["records"],
                                     records_per_flow=c["records_per_flow"], model=self._model(c["index"]))
                  for c in self.manifest["chunks"]]
