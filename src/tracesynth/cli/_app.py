@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..errors import UserError
 from ..progress import ProgressEvent
 
 app = typer.Typer(
@@ -41,6 +42,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagn
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+#: environment variables the CLI reads as defaults for generation's flags (the only place they are read)
+THREADS_ENV = "TRACESYNTH_GENERATE_THREADS"
+PRECISION_ENV = "TRACESYNTH_GENERATE_DTYPE"
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator:
     """Yield a ProgressCallback that draws a rich progress bar (with ETA) on stderr."""
@@ -58,6 +64,27 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator:
                        total=event.total, info=info)
 
         yield callback
+
+
+def generation_options(threads: int | None, precision: str | None):
+    """Generation's options from the command line, the environment variables filling in what the flags
+    leave unset (TRACESYNTH_GENERATE_THREADS: a positive integer; TRACESYNTH_GENERATE_DTYPE: auto,
+    float32 or bfloat16). Library code never reads these variables: this is the one place."""
+    from ..runtime import PRECISIONS, GenerationOptions
+
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if raw:
+            if not raw.isdigit() or int(raw) < 1:
+                raise UserError(f"{THREADS_ENV}={raw!r} is not a thread count; set a whole number >= 1 "
+                                "or unset it (default: every core)")
+            threads = int(raw)
+    source = "--precision"
+    if precision is None:
+        source, precision = PRECISION_ENV, os.environ.get(PRECISION_ENV, "").strip() or "auto"
+    if precision.lower() not in PRECISIONS:
+        raise UserError(f"{source} {precision!r} is not a generation precision; use one of {', '.join(PRECISIONS)}")
+    return GenerationOptions(threads=threads, precision=precision.lower())
 
 
 def _fmt(value: object) -> str:
