@@ -196,7 +196,7 @@ def generate_path(run: str | Path, out: str | Path, *, count: int | None = None,
                         ".parquet")
     options = options or GenerationOptions()
     t0 = time.perf_counter()
-    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress)
+    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress, options=options)
     gen_s = time.perf_counter() - t0
     write_trace(table, out)
     return {"out": str(out), "records": int(len(table)), "kind": synth.config.kind, "seed": seed,
