@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracesynth._parallel import generation_threads, map_rows
+from tracesynth._parallel import available_cores, map_rows, row_threads, using_threads
+from tracesynth.errors import UserError
+from tracesynth.runtime import GenerationOptions
 
 
 def _nearest_rows(rows: np.ndarray) -> np.ndarray:
@@ -20,11 +23,21 @@ def test_map_rows_equals_the_serial_call(n, threads, min_rows, seed):
     np.testing.assert_array_equal(out, _nearest_rows(rows))
 
 
-def test_generation_threads_from_the_environment(monkeypatch):
-    import os
+def test_row_threads_come_from_the_caller_not_the_environment(monkeypatch):
+    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")              # the CLI's default, not read here
+    assert row_threads() == available_cores()
+    with using_threads(2):
+        assert row_threads() == 2
+        with using_threads(1):
+            assert row_threads() == 1
+        assert row_threads() == 2
+    assert row_threads() == available_cores()
 
-    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")
-    assert generation_threads() == 3
-    for value in ("", "0", "-2", "two"):
-        monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", value)
-        assert generation_threads() == (os.cpu_count() or 1)
+
+def test_generation_options_are_checked_and_resolved():
+    assert GenerationOptions().resolved_threads() == available_cores()
+    assert GenerationOptions(threads=3).resolved_threads() == 3
+    assert GenerationOptions(threads=2, precision="float32").describe() == {"threads": 2, "precision": "float32"}
+    for bad in ({"threads": 0}, {"threads": 1.5}, {"threads": True}, {"precision": "fp8"}):
+        with pytest.raises(UserError):
+            GenerationOptions(**bad)

@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 from .config import TraceSynthConfig, load_config, preset, save_config
 from .errors import ConfigError, InternalError, TraceFormatError, TraceSynthError, UserError
 from .io import ReadReport, Trace, read_trace, write_trace
+from .runtime import GenerationOptions
 
 __all__ = [
     "__version__",
     "TraceSynthConfig", "load_config", "preset", "save_config",
     "TraceSynthError", "UserError", "TraceFormatError", "ConfigError", "InternalError",
     "ReadReport", "Trace", "read_trace", "write_trace",
+    "GenerationOptions",
 ]

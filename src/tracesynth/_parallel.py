@@ -1,29 +1,21 @@
-"""How many threads generation uses, and a map over row blocks in that many threads.
+"""A map over row blocks in threads, and the thread count it uses.
 
 Generation's numpy kernels (matmul, argmax) release the GIL, so row blocks decode in parallel threads
-with no process start-up or copying; torch's own intra-op threads are set from the same count.
+with no process start-up or copying. The count comes from the caller: generation sets it for its
+duration (`using_threads`, from `runtime.GenerationOptions`); elsewhere it is every core.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-#: environment variable that fixes generation's thread count (a positive integer; default: every core)
-THREADS_ENV = "TRACESYNTH_GENERATE_THREADS"
-
-
-def generation_threads() -> int:
-    """TRACESYNTH_GENERATE_THREADS when it is a positive integer, else every core. Never derived from
-    the machine's load: the output for a seed depends on torch's thread count (kernels block
-    differently), so it must be the same on every run on one machine."""
-    raw = os.environ.get(THREADS_ENV, "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw)
-    return available_cores()
+_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("tracesynth_threads", default=None)
 
 
 def available_cores() -> int:
@@ -33,6 +25,23 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # platforms without sched_getaffinity (macOS)
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def using_threads(threads: int) -> Iterator[None]:
+    """`row_threads()` is `threads` inside (generation's count reaches the decoders without passing
+    it through every encoder's `inverse_transform`)."""
+    token = _THREADS.set(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
+def row_threads() -> int:
+    """Threads for `map_rows` here: the count `using_threads` set, else every available core."""
+    threads = _THREADS.get()
+    return threads if threads is not None else available_cores()
 
 
 def map_rows(fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, out: np.ndarray, threads: int,

@@ -13,11 +13,9 @@ from ._tiny import ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, tiny_model_cfg
 torch.set_num_threads(1)
 
 
-@pytest.fixture
-def float32_generation(monkeypatch):
-    """Generation in float32, for tests that compare `generate` with the float32 training-mode forward
-    (the default precision is bfloat16 where the CPU has native bfloat16 matmuls)."""
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
+#: generation in float32, for tests that compare `generate` with the float32 training-mode forward
+#: (the default precision, auto, is bfloat16 where the CPU has native bfloat16 matmuls)
+F32 = "float32"
 
 
 def _model(sample_len: int, end_bias: float, seed: int) -> DoppelGANger:
@@ -47,9 +45,9 @@ def _reference(model: DoppelGANger, sizes: list[int], seed: int) -> tuple[np.nda
 
 @pytest.mark.parametrize("sample_len", [1, 3, 4, 12])
 @pytest.mark.parametrize("end_bias", [-2.0, 0.0, 3.0])
-def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias, float32_generation):
+def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias):
     model = _model(sample_len, end_bias, seed=sample_len)
-    attrs, records, lengths = model.generate(300, torch.Generator().manual_seed(7), batch_size=128)
+    attrs, records, lengths = model.generate(300, torch.Generator().manual_seed(7), batch_size=128, precision=F32)
     ref_attrs, ref_records, ref_lengths = _reference(model, [128, 128, 44], seed=7)
     assert lengths.dtype == np.int64 and lengths.min() >= 1 and lengths.max() <= MAX_LEN
     if end_bias >= 0:
@@ -62,7 +60,7 @@ def test_early_stopped_generation_equals_full_length_pass(sample_len, end_bias, 
     np.testing.assert_allclose(records, ref_records, rtol=0, atol=1e-5)
 
 
-def test_hand_stepped_lstm_of_several_layers_equals_the_fused_pass(float32_generation):
+def test_hand_stepped_lstm_of_several_layers_equals_the_fused_pass():
     """The hand-stepped cell feeds each layer's h to the next like `nn.LSTM` (feature_num_layers > 1)."""
     cfg = tiny_model_cfg(sample_len=2).model_copy(update={"feature_num_layers": 3})
     model = DoppelGANger(ATTRIBUTE_SPANS, FEATURE_SPANS, MAX_LEN, cfg, seed=11)
@@ -70,7 +68,7 @@ def test_hand_stepped_lstm_of_several_layers_equals_the_fused_pass(float32_gener
     with torch.no_grad():                        # flag head sensitive to the state: lengths 4-6, 2-3 steps
         head.weight.view(2, -1, head.weight.shape[1])[:, -2:] *= 10.0
         head.bias.view(2, -1)[:, -1] -= 0.5
-    attrs, records, lengths = model.generate(200, torch.Generator().manual_seed(3), batch_size=64)
+    attrs, records, lengths = model.generate(200, torch.Generator().manual_seed(3), batch_size=64, precision=F32)
     ref_attrs, ref_records, ref_lengths = _reference(model, [64, 64, 64, 8], seed=3)
     assert (lengths > 2).any() and (lengths < MAX_LEN).any()
     np.testing.assert_array_equal(lengths, ref_lengths)
@@ -86,9 +84,9 @@ def test_iter_generate_batches_concatenate_to_generate():
         np.testing.assert_array_equal(np.concatenate(got), want)
 
 
-def test_generate_attributes_is_the_attribute_generator_in_eval_mode(float32_generation):
+def test_generate_attributes_is_the_attribute_generator_in_eval_mode():
     model = _model(3, 0.0, seed=5)
-    attrs = model.generate_attributes(70, torch.Generator().manual_seed(3), batch_size=32)
+    attrs = model.generate_attributes(70, torch.Generator().manual_seed(3), batch_size=32, precision=F32)
     gen = torch.Generator().manual_seed(3)
     model.eval()
     with torch.no_grad():
@@ -108,7 +106,7 @@ def test_generate_attributes_of_zero_or_uneven_rows():
     assert np.isfinite(whole).all()
 
 
-def test_folded_attribute_generator_equals_eval_forward(float32_generation):
+def test_folded_attribute_generator_equals_eval_forward():
     """BatchNorm folded into the next Linear gives the eval-mode forward, also with non-trivial
     running statistics and affine parameters (as after training)."""
     model = _model(3, 0.0, seed=7)
@@ -125,22 +123,20 @@ def test_folded_attribute_generator_equals_eval_forward(float32_generation):
     model.eval()
     with torch.no_grad():
         want = sample(model.attribute_generator(noise))
-    got = model.attribute_generator.generate(noise)
+    got = model.attribute_generator.generate(noise, torch.float32)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     model.train()                                  # training mode: batch statistics, i.e. forward itself
     with torch.no_grad():
         torch.testing.assert_close(model.attribute_generator.generate(noise), sample(model.attribute_generator(noise)))
 
 
-def test_bfloat16_generation_is_deterministic_valid_and_near_float32(monkeypatch):
-    """TRACESYNTH_GENERATE_DTYPE=bfloat16 runs the attribute MLP in bfloat16: same seed -> same flows,
-    float32 samples (one-hot IP bits, values in range), mostly the same categories as float32."""
+def test_bfloat16_generation_is_deterministic_valid_and_near_float32():
+    """precision="bfloat16" runs the attribute MLP in bfloat16: same seed -> same flows, float32
+    samples (one-hot IP bits, values in range), mostly the same categories as float32."""
     model = _model(3, 0.0, seed=9)
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
-    ref = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "bfloat16")
-    first = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
-    again = model.generate(200, torch.Generator().manual_seed(5), batch_size=64)
+    ref = model.generate(200, torch.Generator().manual_seed(5), batch_size=64, precision=F32)
+    first = model.generate(200, torch.Generator().manual_seed(5), batch_size=64, precision="bfloat16")
+    again = model.generate(200, torch.Generator().manual_seed(5), batch_size=64, precision="bfloat16")
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     attrs, records, lengths = first
@@ -154,16 +150,21 @@ def test_bfloat16_generation_is_deterministic_valid_and_near_float32(monkeypatch
     assert (lengths >= 1).all()
 
 
-def test_generation_precision_from_environment(monkeypatch):
+def test_generation_precision_is_a_parameter_not_the_environment(monkeypatch):
+    """The precision comes from the caller: auto by default, whatever the environment says (only the
+    CLI reads TRACESYNTH_GENERATE_DTYPE); an unknown one is a UserError naming the choices."""
     from tracesynth.errors import UserError
-    from tracesynth.model.networks import _native_bfloat16, generate_dtype
+    from tracesynth.model.networks import _native_bfloat16, resolve_precision
 
-    monkeypatch.delenv("TRACESYNTH_GENERATE_DTYPE", raising=False)
-    assert generate_dtype() == (torch.bfloat16 if _native_bfloat16() else torch.float32)   # default: auto
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "float32")
-    assert generate_dtype() == torch.float32
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "BFloat16")
-    assert generate_dtype() == torch.bfloat16
-    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "fp8")
-    with pytest.raises(UserError, match="TRACESYNTH_GENERATE_DTYPE"):
-        generate_dtype()
+    auto = torch.bfloat16 if _native_bfloat16() else torch.float32
+    assert resolve_precision() == resolve_precision("auto") == auto
+    assert resolve_precision("float32") == torch.float32 and resolve_precision("bfloat16") == torch.bfloat16
+    with pytest.raises(UserError, match="auto, float32, bfloat16"):
+        resolve_precision("fp8")
+    model = _model(3, 0.0, seed=9)
+    default = model.generate(50, torch.Generator().manual_seed(5))
+    monkeypatch.setenv("TRACESYNTH_GENERATE_DTYPE", "bfloat16" if auto == torch.float32 else "float32")
+    for got, want in zip(model.generate(50, torch.Generator().manual_seed(5)), default):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(model.generate(50, torch.Generator().manual_seed(5), precision="auto"), default):
+        np.testing.assert_array_equal(got, want)

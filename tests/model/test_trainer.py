@@ -163,7 +163,9 @@ def test_critic_update_and_batch_sampler_are_replaceable():
 
 
 def test_cpu_training_uses_one_thread_and_restores_the_callers_count(monkeypatch):
-    monkeypatch.delenv("TRACESYNTH_TORCH_THREADS", raising=False)
+    """One torch thread by default (TRAIN_THREADS), `threads=` when the caller asks; never from the
+    environment (TRACESYNTH_TORCH_THREADS is not read any more); the caller's count comes back."""
+    monkeypatch.setenv("TRACESYNTH_TORCH_THREADS", "2")       # ignored: the thread count is a parameter
     seen = []
     torch.set_num_threads(2)
     try:
@@ -171,10 +173,12 @@ def test_cpu_training_uses_one_thread_and_restores_the_callers_count(monkeypatch
               callback=lambda event: seen.append(torch.get_num_threads()))
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2
-        monkeypatch.setenv("TRACESYNTH_TORCH_THREADS", "2")
+        torch.set_num_threads(1)
         seen.clear()
-        train(_model(), encoded_flows(64, seed=1), tiny_training_cfg(), epochs=1, seed=0,
+        train(_model(), encoded_flows(64, seed=1), tiny_training_cfg(), epochs=1, seed=0, threads=2,
               callback=lambda event: seen.append(torch.get_num_threads()))
-        assert set(seen) == {2}
+        assert set(seen) == {2} and torch.get_num_threads() == 1
+        with pytest.raises(UserError, match="training threads"):
+            train(_model(), encoded_flows(64, seed=1), tiny_training_cfg(), epochs=1, threads=0)
     finally:
         torch.set_num_threads(1)

@@ -112,22 +112,24 @@ def test_flows_to_draw_pilots_then_follows_the_measured_yield():
     assert sampling._flows_to_draw(1000, 1000, 400, 2.0, 2) == 0
 
 
-def test_generation_threads_follow_the_override_and_are_restored(monkeypatch):
+def test_generation_threads_follow_the_options_and_are_restored(monkeypatch):
+    """sample_chunks' thread count: torch's, BLAS held to one, and the decoders' row threads, all from
+    the options, restored after; the environment variable is the CLI's business, not read here."""
     import torch
     from threadpoolctl import threadpool_info
 
+    from tracesynth._parallel import available_cores, row_threads
     from tracesynth.pipeline import sampling
+    from tracesynth.runtime import GenerationOptions
 
     before = torch.get_num_threads()
-    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "1")
-    with sampling._generation_threads():
-        assert torch.get_num_threads() == 1
+    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")              # ignored by the library
+    with sampling._generation_threads(GenerationOptions(threads=1).resolved_threads()):
+        assert torch.get_num_threads() == 1 and row_threads() == 1
         assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
-    assert torch.get_num_threads() == before
-    for unset in ("", "0", "many"):                       # not a positive integer: every core
-        monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", unset)
-        with sampling._generation_threads():
-            assert torch.get_num_threads() == (os.cpu_count() or 1)
+    assert torch.get_num_threads() == before and row_threads() == available_cores()
+    with sampling._generation_threads(sampling.DEFAULT_OPTIONS.resolved_threads()):
+        assert torch.get_num_threads() == row_threads() == available_cores()  # default: every core
     assert torch.get_num_threads() == before
 
 @settings(max_examples=60)

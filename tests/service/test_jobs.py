@@ -57,16 +57,20 @@ def test_cancel_stops_the_worker_and_resume_requeues(client, sample):
     assert client.get("/api/health").json()["running"] == 0
 
 
-def test_jobs_share_the_cores_for_generation(monkeypatch):
-    """Each job's generation gets cores // max_jobs threads (at least 1), unless the operator fixed them."""
-    import os
+def test_jobs_share_the_cores_for_generation(tmp_path):
+    """Each job's generation gets cores // max_jobs threads (at least 1), unless the operator fixed them
+    in the settings (`tracesynth serve` fills them from TRACESYNTH_GENERATE_THREADS/_DTYPE)."""
+    from tracesynth._parallel import available_cores
+    from tracesynth.runtime import GenerationOptions
+    from tracesynth.service.jobs import job_options, worker_threads
+    from tracesynth.service.settings import ServiceSettings
 
-    from tracesynth.service.jobs import worker_threads
-
-    monkeypatch.delenv("TRACESYNTH_GENERATE_THREADS", raising=False)
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     assert worker_threads(1) == cores
     assert worker_threads(2) == max(1, cores // 2)
     assert worker_threads(cores + 5) == 1
-    monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")
-    assert worker_threads(1) == worker_threads(4) == 3
+    assert worker_threads(1, fixed=3) == worker_threads(4, fixed=3) == 3
+    shared = ServiceSettings(data_dir=tmp_path, max_jobs=2)
+    assert job_options(shared) == GenerationOptions(threads=max(1, cores // 2), precision="auto")
+    fixed = ServiceSettings(data_dir=tmp_path, max_jobs=2, generation=GenerationOptions(3, "float32"))
+    assert job_options(fixed) == GenerationOptions(threads=3, precision="float32")

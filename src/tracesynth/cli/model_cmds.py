@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import SALVAGE, app, out, progress_bar
+from ._app import SALVAGE, app, generation_options, out, progress_bar
 
 
 @app.command()
@@ -73,20 +73,20 @@ def generate(run: Path = typer.Argument(..., help="Run folder written by `traces
              scale: Optional[float] = typer.Option(None, help="Output size relative to the training trace."),
              count: Optional[int] = typer.Option(None, min=0, help="Number of packets / flow records."),
              threads: Optional[int] = typer.Option(
-                 None, min=1, help="CPU threads (default: every core, or TRACESYNTH_GENERATE_THREADS). "
+                 None, min=1, help="CPU threads (default: TRACESYNTH_GENERATE_THREADS, else every core). "
                                    "Use 1 on a machine busy with other work."),
+             precision: Optional[str] = typer.Option(
+                 None, metavar="auto|float32|bfloat16",
+                 help="Precision of generation's large matmuls (default: TRACESYNTH_GENERATE_DTYPE, else "
+                      "auto = bfloat16 where the CPU has native bfloat16 matmuls)."),
              ) -> None:
     """Sample a synthetic trace from a fitted run."""
-    import os
-
     from .. import api
-    from .._parallel import THREADS_ENV
 
-    if threads is not None:
-        os.environ[THREADS_ENV] = str(threads)
-
+    options = generation_options(threads, precision)
     with progress_bar("generate") as bar:
-        result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, progress=bar)
+        result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, options=options,
+                                   progress=bar)
     what = "packets" if result["kind"] == "packets" else "flow records"
     out.print(f"wrote {result['records']} synthetic {what} -> {result['out']}")
 
@@ -97,8 +97,9 @@ def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Fol
     """Fit the bundled sample, generate a synthetic PCAP and its NetFlow records (a few minutes)."""
     from .. import api
 
+    options = generation_options(None, None)
     with progress_bar("demo") as bar:
-        result = api.demo(out_dir, progress=bar)
+        result = api.demo(out_dir, options=options, progress=bar)
     out.print(f"sample:           {result['sample']}")
     out.print(f"run folder:       {result['run']}  (fit in {result['fit_s']:.0f} s)")
     out.print(f"synthetic pcap:   {result['pcap']}  ({result['packets']} packets)")

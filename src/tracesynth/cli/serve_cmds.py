@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
-from ._app import app, err, out
+from ._app import app, err, generation_options, out
 
 serve_app = typer.Typer(help="Serve the web front end and JSON API (/docs); jobs train in worker processes.",
                         invoke_without_command=True, no_args_is_help=False)
@@ -45,7 +45,8 @@ def serve(
         raise UserError(f"the web service needs the 'service' extra ({exc.name} is missing); "
                         "install it with: pip install 'tracesynth[service]'") from None
     settings = ServiceSettings(data_dir=data_dir, host=host, port=port, token=token or None,
-                               max_jobs=max_jobs, max_upload_mb=max_upload_mb)
+                               max_jobs=max_jobs, max_upload_mb=max_upload_mb,
+                               generation=generation_options(None, None))
     from ..service.users import list_users
 
     users = list_users(settings.users_path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._parallel import generation_threads, map_rows
+from .._parallel import map_rows, row_threads
 from ..errors import NotFittedError, UserError
 from .base import Encoder, Span
 
@@ -236,7 +236,7 @@ class Word2VecEncoder(Encoder):
 
 def _nearest(queries: np.ndarray, unit_vectors: np.ndarray) -> np.ndarray:
     """Row index of the exact cosine nearest neighbour of each query: in row blocks whose similarity
-    matrix stays in cache, the blocks split over `generation_threads()` threads (numpy releases the GIL)."""
+    matrix stays in cache, the blocks split over `row_threads()` threads (numpy releases the GIL)."""
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     step = max(1, _BATCH_ELEMENTS // max(1, len(unit_vectors)))
 
@@ -246,4 +246,4 @@ def _nearest(queries: np.ndarray, unit_vectors: np.ndarray) -> np.ndarray:
             out[start:start + step] = np.argmax(part[start:start + step] @ unit_vectors.T, axis=1)
         return out
 
-    return map_rows(blocks, q, np.empty(len(q), dtype=np.int64), generation_threads())
+    return map_rows(blocks, q, np.empty(len(q), dtype=np.int64), row_threads())

@@ -3,9 +3,10 @@
 `DoppelGANger(attribute_spans, feature_spans, max_len, model_cfg, seed)` trains on EncodedFlows-shaped
 arrays (attributes [n, A], features [n, L, D], gen_flags [n, L]); `sample` (training) returns those
 shapes, `generate` returns samples packed for decoding (attributes [n, A], records [R, D], lengths [n];
-`FlowEncoder.decode` reads them). Weights initialise from `seed` without touching torch's global RNG, so two models
-built with the same seed are identical. Save and restore through `state_dict` / `load_state_dict`;
-the span layout and sizes are constructor arguments (see `describe()`), not part of the state.
+`FlowEncoder.decode` reads them). Weights initialise from `seed` (`weights.seeded_init`) without
+disturbing torch's global RNG, so two models built with the same seed are identical. Save and restore
+through `state_dict` / `load_state_dict` (`weights.save_weights` / `load_weights` for files); the
+span layout and sizes are constructor arguments (see `describe()`), not part of the state.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from torch import nn
 from ..config import ModelConfig
 from ..encoders.base import Span, total_dim
 from ..errors import UserError
-from .networks import AttributeCritic, AttributeGenerator, Critic, FeatureGenerator, mask_to_flags
+from ..runtime import Precision
+from .networks import (AttributeCritic, AttributeGenerator, Critic, FeatureGenerator, mask_to_flags,
+                       resolve_precision)
+from .weights import seeded_init
 
 
 class DoppelGANger(nn.Module):
@@ -40,8 +44,7 @@ class DoppelGANger(nn.Module):
         self.seed = int(seed)
         self.attribute_dim = total_dim(self.attribute_spans)
         self.feature_dim = total_dim(self.feature_spans)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_init(seed):
             self.attribute_generator = AttributeGenerator(self.attribute_spans, cfg)
             self.feature_generator = FeatureGenerator(self.attribute_spans, self.feature_spans, max_len, cfg)
             self.critic = Critic(self.attribute_dim, self.feature_dim + 2, max_len,
@@ -97,19 +100,20 @@ class DoppelGANger(nn.Module):
                 self.train(was_training)
         return ctx()
 
-    def _generate_batch(self, n: int, generator: torch.Generator, given: torch.Tensor | None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _generate_batch(self, n: int, generator: torch.Generator, given: torch.Tensor | None,
+                        dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One batch, drawing noise exactly as `sample` does, with the generation paths of both generators
-        (folded attribute MLP, early-stopping LSTM): (attributes [n, A], records [R, D], lengths [n])."""
+        (folded attribute MLP, early-stopping LSTM, their large matmuls in `dtype`): (attributes [n, A],
+        records [R, D], lengths [n])."""
         device = self.device
         attributes = given
         if attributes is None:
             z_a = torch.randn(n, self.cfg.attribute_noise_dim, generator=generator,
                               device=generator.device).to(device)
-            attributes = self.attribute_generator.generate(z_a)
+            attributes = self.attribute_generator.generate(z_a, dtype)
         z_f = torch.randn(n, self.feature_generator.steps, self.cfg.feature_noise_dim, generator=generator,
                           device=generator.device).to(device)
-        records, lengths = self.feature_generator.generate(attributes, z_f)
+        records, lengths = self.feature_generator.generate(attributes, z_f, dtype)
         return attributes, records, lengths
 
     def _check_attributes(self, attributes: np.ndarray) -> np.ndarray:
@@ -119,22 +123,24 @@ class DoppelGANger(nn.Module):
         return attributes
 
     def generate_attributes(self, n: int, generator: torch.Generator | None = None,
-                            batch_size: int = 8192) -> np.ndarray:
+                            batch_size: int = 8192, precision: Precision = "auto") -> np.ndarray:
         """Only the attribute generator: n sampled rows [n, A] float32, softmax spans one-hot (NetShare's
-        first generation stage, where series would be thrown away anyway)."""
+        first generation stage, where series would be thrown away anyway); `precision` as in `generate`."""
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
+        dtype = resolve_precision(precision)
         out = np.empty((max(0, n), self.attribute_dim), np.float32)  # filled in place: no list + concatenate copy
         with self._eval_mode():
             for start in range(0, n, batch_size):
                 m = min(n, start + batch_size) - start
                 z_a = torch.randn(m, self.cfg.attribute_noise_dim, generator=generator,
                                   device=generator.device).to(self.device)
-                out[start:start + m] = self.attribute_generator.generate(z_a).cpu().numpy()
+                out[start:start + m] = self.attribute_generator.generate(z_a, dtype).cpu().numpy()
         return out
 
     def iter_generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
-                      batch_size: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                      batch_size: int = 2048, precision: Precision = "auto"
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """`generate` in bounded batches: yields (attributes [b, A], records [R, D], lengths [b]) per batch
         of at most `batch_size` flows. Concatenating the batches gives exactly `generate`'s output."""
         if generator is None:
@@ -142,17 +148,18 @@ class DoppelGANger(nn.Module):
         if attributes is not None:
             attributes = self._check_attributes(attributes)
             n = attributes.shape[0]
+        dtype = resolve_precision(precision)
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
             with self._eval_mode():
                 given = None if attributes is None else torch.from_numpy(attributes[start:stop]).to(self.device)
-                attrs, records, lengths = self._generate_batch(stop - start, generator, given)
+                attrs, records, lengths = self._generate_batch(stop - start, generator, given, dtype)
                 attrs = attributes[start:stop].copy() if attributes is not None else attrs.cpu().numpy()
                 yield (np.asarray(attrs, dtype=np.float32), records.cpu().numpy().astype(np.float32, copy=False),
                        lengths.cpu().numpy())
 
     def generate(self, n: int, generator: torch.Generator | None = None, attributes: np.ndarray | None = None,
-                 batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 batch_size: int = 2048, precision: Precision = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Generate n flows: (attributes [n, A] float32, records [R, D] float32, lengths [n] int64).
 
         A flow's records follow its predecessor's (flow i's are rows lengths[:i].sum() onwards, in step
@@ -163,9 +170,11 @@ class DoppelGANger(nn.Module):
         Runs in eval mode (BatchNorm uses its running statistics) and restores the previous mode
         afterwards. The same noise as `sample` is drawn, so the output is `sample`'s in eval mode, its
         softmax spans discretised and its padding dropped (up to float rounding). For many flows prefer
-        `iter_generate`, which bounds memory to one batch.
+        `iter_generate`, which bounds memory to one batch. `precision` (`runtime.Precision`): the dtype of
+        the attribute MLP and the LSTM's condition projection; float32 reproduces `sample`, the default
+        auto is bfloat16 where the CPU has native bfloat16 matmuls.
         """
-        parts = list(self.iter_generate(n, generator, attributes, batch_size))
+        parts = list(self.iter_generate(n, generator, attributes, batch_size, precision))
         if not parts:
             return (np.zeros((0, self.attribute_dim), np.float32), np.zeros((0, self.feature_dim), np.float32),
                     np.zeros(0, np.int64))

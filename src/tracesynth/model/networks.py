@@ -11,7 +11,6 @@ Output layouts come from the encoders' `Span` lists: one activation per span, ap
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from torch import nn
@@ -35,19 +34,17 @@ def _native_bfloat16() -> bool:
         return False
 
 
-def generate_dtype() -> torch.dtype:
-    """The attribute MLP's matmul precision while generating, from TRACESYNTH_GENERATE_DTYPE
-    (float32 | bfloat16 | auto; default auto = bfloat16 where the CPU has native bfloat16 matmuls, else
-    float32). On caida-10k bfloat16 changed the mean NetShare JSD by < 0.002 and gave +36-46% packets/s
-    end to end (1M packets, 1 thread; docs/pipeline.md). float32 keeps `generate` equal to `sample` up
-    to float32 rounding."""
-    raw = os.environ.get("TRACESYNTH_GENERATE_DTYPE", "").strip().lower() or "auto"
-    if raw == "auto":
+def resolve_precision(precision: str = "auto") -> torch.dtype:
+    """The dtype of generation's large matmuls for a `runtime.Precision`: auto = bfloat16 where the CPU
+    has native bfloat16 matmuls, else float32. On caida-10k bfloat16 changed the mean NetShare JSD by
+    < 0.002 and gave +36-46% packets/s end to end (1M packets, 1 thread; docs/pipeline.md). float32
+    keeps `generate` equal to `sample` up to float32 rounding."""
+    if precision == "auto":
         return torch.bfloat16 if _native_bfloat16() else torch.float32
-    if raw not in GENERATE_DTYPES:
-        raise UserError(f"TRACESYNTH_GENERATE_DTYPE={raw!r} is not a generation precision; "
-                        f"set it to one of auto, {', '.join(GENERATE_DTYPES)} or unset it")
-    return GENERATE_DTYPES[raw]
+    if precision not in GENERATE_DTYPES:
+        raise UserError(f"generation precision {precision!r} is not one of auto, {', '.join(GENERATE_DTYPES)}")
+    return GENERATE_DTYPES[precision]
+
 
 #: the generation flag head: index 0 = the flow continues after this record, 1 = this record is its last
 FLAG_SPAN = Span(2, "softmax")
@@ -159,12 +156,12 @@ class AttributeGenerator(nn.Module):
         `discretize(forward(noise))` in eval mode, faster: each BatchNorm (running statistics, an affine
         map per unit) is folded into the Linear after it, and each Linear + ReLU is one addmm + an
         in-place ReLU; equal up to float rounding. This MLP is the largest cost of generation.
-        `dtype` (default `generate_dtype()`): the matmuls' precision; the folded weights are cast per
-        call (folding stays float32) and the logits return to float32, so the output is float32 either
+        `dtype` (default `resolve_precision("auto")`): the matmuls' precision; the folded weights are
+        cast per call (folding stays float32) and the logits return to float32, so the output is float32 either
         way. In training mode (batch statistics) it is `discretize(forward(noise))` itself."""
         if self.training:
             return self.activation.discretize(self.forward(noise))
-        dtype = generate_dtype() if dtype is None else dtype
+        dtype = resolve_precision() if dtype is None else dtype
         h = noise.to(dtype)
         scale = shift = None
         for layer in [*self.body, self.head]:
@@ -219,7 +216,8 @@ class FeatureGenerator(nn.Module):
         return records * gen_flags.unsqueeze(-1), gen_flags
 
     @torch.inference_mode()
-    def generate(self, attributes: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, attributes: torch.Tensor, noise: torch.Tensor, dtype: torch.dtype | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """attributes [n, A], noise [n, T, z_f] -> (records [R, D], lengths [n]): every generated record,
         flow after flow in step order (R = lengths.sum()), softmax spans one-hot (`SpanActivation.sample`).
 
@@ -229,7 +227,8 @@ class FeatureGenerator(nn.Module):
           after the step in which it ended (no output feedback, so stepping with the carried state is
           the fused call unrolled);
         - the cell is computed here from `nn.LSTM`'s own weights: the condition's share of the input
-          projection is computed once per flow (in `generate_dtype()`, like the attribute MLP), and
+          projection is computed once per flow (in `dtype`, default `resolve_precision("auto")`, like
+          the attribute MLP), and
           the first step skips the zero state's matmul (at one step per call `nn.LSTM` costs twice
           as much on CPU);
         - the flag head decides on logits, and only emitted records are kept, activated and returned
@@ -240,7 +239,8 @@ class FeatureGenerator(nn.Module):
             return attributes.new_zeros((0, D)), torch.zeros(0, dtype=torch.int64, device=attributes.device)
         condition = self.attribute_activation.discretize(attributes)  # [n, A]
         cell = _LSTMWeights(self.lstm, condition.shape[1])
-        base = cell.condition_projection(condition, generate_dtype())  # [n, 4 * units] (layer 0)
+        dtype = resolve_precision() if dtype is None else dtype
+        base = cell.condition_projection(condition, dtype)            # [n, 4 * units] (layer 0)
         active = torch.arange(n, device=attributes.device)            # rows still running, ascending
         state: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         emitted: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per step: rows, flows, counts

@@ -130,18 +130,17 @@ def resolve_device(name: str) -> torch.device:
 #: torch intra-op threads while training on CPU. One thread per training process: the step is a chain of
 #: mid-sized matmuls (batch x 512) that a second thread barely speeds up on an idle machine and slows
 #: down several-fold when the cores are shared (OpenMP spin-waits); parallelism comes from the runner's
-#: worker processes instead (docs/benchmarks.md, "## Pipeline"). Override with TRACESYNTH_TORCH_THREADS.
+#: worker processes instead (docs/benchmarks.md, "## Pipeline"). The default of `Trainer(threads=...)`.
 TRAIN_THREADS = 1
 
 
 @contextlib.contextmanager
-def _cpu_threads(device: torch.device) -> Iterator[None]:
-    """Train with `TRAIN_THREADS` torch threads on CPU, restoring the caller's thread count afterwards."""
+def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """Train with `threads` torch threads on CPU, restoring the caller's thread count afterwards (the
+    thread count changes the weights a seed gives, so it is the caller's explicit choice)."""
     previous = torch.get_num_threads()
-    raw = os.environ.get("TRACESYNTH_TORCH_THREADS", "")
-    wanted = int(raw) if raw.strip().isdigit() else TRAIN_THREADS
-    if device.type == "cpu" and wanted >= 1 and wanted != previous:
-        torch.set_num_threads(wanted)
+    if device.type == "cpu" and threads != previous:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -189,7 +188,10 @@ class Trainer:
     def __init__(self, model: DoppelGANger, training_cfg: TrainingConfig | None = None, *,
                  callback: ProgressCallback | None = None, critic_update: CriticUpdate | None = None,
                  batch_sampler: BatchSampler | None = None, chunk: int | None = None,
-                 steps_per_epoch: int | None = None):
+                 steps_per_epoch: int | None = None, threads: int = TRAIN_THREADS):
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise UserError(f"training threads must be a whole number >= 1, got {threads!r}")
+        self.threads = threads
         cfg = training_cfg or TrainingConfig()
         # the pipeline sets batch_size from the trace (flows/sizing.py); trained directly, the bound applies
         self.cfg = cfg if cfg.batch_size is not None else cfg.model_copy(update={"batch_size": cfg.max_batch_size})
@@ -287,7 +289,7 @@ class Trainer:
             self.checkpoints = {e: p for e, p in list_checkpoints(ckpt_dir).items() if e <= start_epoch}
         began = time.perf_counter()
         self.model.train()
-        with _deterministic(), _cpu_threads(self.model.device):
+        with _deterministic(), _cpu_threads(self.model.device, self.threads):
             for epoch in range(start_epoch, epochs):
                 tick = time.perf_counter()
                 stats = self._epoch(real_attrs, real_records, epoch_gen, noise_gen, epoch, epochs, began)
@@ -380,10 +382,11 @@ def train(model: DoppelGANger, data: Any, training_cfg: TrainingConfig | None = 
           epochs: int | None = None, seed: int | None = None, callback: ProgressCallback | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = True,
           critic_update: CriticUpdate | None = None, batch_sampler: BatchSampler | None = None,
-          chunk: int | None = None, steps_per_epoch: int | None = None) -> TrainResult:
+          chunk: int | None = None, steps_per_epoch: int | None = None,
+          threads: int = TRAIN_THREADS) -> TrainResult:
     """Function form of `Trainer(...).fit(...)`; see the module docstring for the replaceable parts."""
     trainer = Trainer(model, training_cfg, callback=callback, critic_update=critic_update,
-                      batch_sampler=batch_sampler, chunk=chunk, steps_per_epoch=steps_per_epoch)
+                      batch_sampler=batch_sampler, chunk=chunk, steps_per_epoch=steps_per_epoch, threads=threads)
     return trainer.fit(data, epochs=epochs, seed=seed, checkpoint_dir=checkpoint_dir, resume=resume)
 
 

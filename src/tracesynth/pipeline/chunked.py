@@ -19,7 +19,7 @@ import numpy as np
 from .._atomic import atomic_path
 from ..config import TraceSynthConfig, config_from_dict
 from ..encoders.base import Span
-from ..errors import UserError
+from ..model.weights import load_weights, save_weights  # noqa: F401  (synthesizer uses chunked.*)
 from ..progress import ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class ChunkJob:
     init_weights: str | None = None   # chunk 0's (or the public model's) weights for fine-tuned chunks
     privacy: dict | None = None       # PrivacyLedger.to_dict(): train this chunk with DP-SGD
     init_from: int = 0                # which model init_weights holds: a chunk, or PUBLIC_MODEL
+    threads: int = 1                  # torch threads while training (model.trainer.TRAIN_THREADS)
 
 
 @dataclass
@@ -102,31 +103,12 @@ def load_encoded(path: str | Path):
 
 
 def build_model(config: TraceSynthConfig, attribute_spans: list[Span], feature_spans: list[Span]):
+    """A DoppelGANger for these spans, its initial weights drawn from `training.seed` (the run's seed
+    reaches every initialisation: fresh fits, public pretraining, DP, benchmarks, the service)."""
     from ..model.dgan import DoppelGANger
 
-    return DoppelGANger(attribute_spans, feature_spans, config.flow_length.max_flow_len, config.model)
-
-
-def load_weights(model, path: str | Path, what: str) -> None:
-    """Load a state dict saved by `train_chunk`; a missing or damaged file is a UserError."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: missing {what}; rerun `tracesynth fit ... --force`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on damaged files
-        raise UserError(f"{path}: corrupt {what} ({type(exc).__name__}); rerun `tracesynth fit ... "
-                        "--force`") from None
-
-
-def save_weights(model, path: Path) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    return DoppelGANger(attribute_spans, feature_spans, config.flow_length.max_flow_len, config.model,
+                        seed=config.training.seed)
 
 
 def train_chunk(job: ChunkJob, callback: ProgressCallback | None = None) -> ChunkResult:
@@ -146,7 +128,7 @@ def train_chunk(job: ChunkJob, callback: ProgressCallback | None = None) -> Chun
     t0 = time.perf_counter()
     checkpoints = run_trainer(model, encoded, config, epochs=job.epochs, seed=job.seed,
                               checkpoint_dir=chunk_dir / "checkpoints", chunk=job.index, callback=callback,
-                              privacy=job.privacy)
+                              privacy=job.privacy, threads=job.threads)
     weights = chunk_dir / WEIGHTS
     save_weights(model, weights)
     result = ChunkResult(index=job.index, weights=str(weights), checkpoints=checkpoints, epochs=job.epochs,
@@ -158,8 +140,10 @@ def train_chunk(job: ChunkJob, callback: ProgressCallback | None = None) -> Chun
 
 
 def run_trainer(model, encoded, config: TraceSynthConfig, *, epochs: int, seed: int, checkpoint_dir: Path,
-                chunk: int, callback: ProgressCallback | None, privacy: dict | None = None) -> dict[int, str]:
-    """Call the model's training loop and return its checkpoints as {epoch: path}.
+                chunk: int, callback: ProgressCallback | None, privacy: dict | None = None,
+                threads: int = 1) -> dict[int, str]:
+    """Call the model's training loop (on `threads` torch threads) and return its checkpoints as
+    {epoch: path}.
 
     With `privacy` (a PrivacyLedger as a dict) the critics train with DP-SGD: Poisson batches at the
     ledger's rate for this chunk, per-sample clipping and noise, and a public number of steps per epoch.
@@ -173,7 +157,7 @@ def run_trainer(model, encoded, config: TraceSynthConfig, *, epochs: int, seed: 
         hooks = trainer_hooks(PrivacyLedger(**privacy), chunk, config.training.gp_lambda)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     result = trainer.train(model, encoded, config.training, epochs=epochs, seed=seed, callback=callback,
-                           checkpoint_dir=checkpoint_dir, resume=True, chunk=chunk, **hooks)
+                           checkpoint_dir=checkpoint_dir, resume=True, chunk=chunk, threads=threads, **hooks)
     return _checkpoint_map(result, checkpoint_dir)
 
 

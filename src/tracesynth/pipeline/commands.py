@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import TraceSynthConfig, config_from_dict, fields_for_columns, load_config, preset as preset_config
 from ..errors import UserError
 from ..progress import ProgressCallback
+from ..runtime import GenerationOptions
 from . import private
 from .runners import RayRunner, make_runner
 from .synthesizer import Synthesizer
@@ -182,8 +183,12 @@ def check_sampling_options(count: int | None, scale: float | None, seed: int) ->
 
 
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
-                  seed: int = 0, progress: ProgressCallback | None = None) -> dict:
-    """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet)."""
+                  seed: int = 0, options: GenerationOptions | None = None,
+                  progress: ProgressCallback | None = None) -> dict:
+    """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet).
+
+    `options`: generation's threads and precision (default: every core, auto); the result records them
+    (resolved), since the output for a seed depends on them."""
     from .._atomic import check_output_path
     from ..io import write_trace
 
@@ -193,16 +198,17 @@ def generate_path(run: str | Path, out: str | Path, *, count: int | None = None,
     if out.suffix.lower() in (".pcap", ".cap") and synth.config.kind != "packets":
         raise UserError(f"{out}: this run models flow records, which cannot be written as a pcap; use .csv or "
                         ".parquet")
+    options = options or GenerationOptions()
     t0 = time.perf_counter()
-    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress)
+    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress, options=options)
     gen_s = time.perf_counter() - t0
     write_trace(table, out)
     return {"out": str(out), "records": int(len(table)), "kind": synth.config.kind, "seed": seed,
-            "generate_s": round(gen_s, 3)}
+            "generate_s": round(gen_s, 3), "generation": options.describe()}
 
 
 def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool = True,
-         progress: ProgressCallback | None = None) -> dict:
+         options: GenerationOptions | None = None, progress: ProgressCallback | None = None) -> dict:
     """Fit the bundled sample, write a synthetic PCAP, its NetFlow records and an evaluation report."""
     from ..data import sample_path
     from ..io import read_trace, write_trace
@@ -216,7 +222,7 @@ def demo(out: str | Path = "demo-out", *, epochs: int = DEMO_EPOCHS, force: bool
     run = out / "run"
     fitted = fit_path(sample, run, epochs=epochs, batch_size=DEMO_BATCH, force=force, progress=progress)
     pcap = out / "synthetic.pcap"
-    generated = generate_path(run, pcap, seed=0, progress=progress)
+    generated = generate_path(run, pcap, seed=0, options=options, progress=progress)
     synth_packets = read_trace(pcap).table
     flows_csv = write_trace(meter_flows(synth_packets), out / "synthetic-flows.csv")
     result = {"sample": str(sample), "run": str(run), "pcap": str(pcap), "flows": str(flows_csv),

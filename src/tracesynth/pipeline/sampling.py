@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._parallel import generation_threads
+from .._parallel import using_threads
 from ..progress import ProgressCallback, emit
+from ..runtime import GenerationOptions
 from ..schema import canonicalize, columns_for
 from . import generation as gen
 
@@ -100,36 +101,42 @@ def _header_consistency(packets: dict[str, np.ndarray]) -> None:
         packets["tcp_flags"][no_ports | (proto != 6)] = 0
 
 
+#: what generation runs with unless the caller says otherwise: every core, precision auto
+DEFAULT_OPTIONS = GenerationOptions()
+
+
 def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
-                  seed: int, progress: ProgressCallback | None = None) -> pd.DataFrame:
-    """Generate `target` records over all chunks (see module docstring); sorted by time."""
-    with _generation_threads():
-        return _sample_chunks(plans, encoder, layout, kind, target, seed, progress)
+                  seed: int, progress: ProgressCallback | None = None,
+                  options: GenerationOptions = DEFAULT_OPTIONS) -> pd.DataFrame:
+    """Generate `target` records over all chunks (see module docstring); sorted by time. `options`:
+    threads and matmul precision (both change the output for a seed, so the caller fixes them)."""
+    with _generation_threads(options.resolved_threads()):
+        return _sample_chunks(plans, encoder, layout, kind, target, seed, progress, options)
 
 
 @contextlib.contextmanager
-def _generation_threads():
-    """Torch's intra-op threads for generation (`generation_threads()`: every core unless
-    TRACESYNTH_GENERATE_THREADS says otherwise), restored after (training workers keep their single
-    thread), and numpy's BLAS held to one thread meanwhile: its pool and torch's OpenMP pool would
-    otherwise spin against each other between calls (measured: decoding 2.3x slower on two cores);
-    numpy's work here is split over threads by the decoders themselves (`_parallel.map_rows`).
-    Generation's torch work is mostly large matmuls (the attribute MLP, the LSTM's input projection)
-    that scale with cores: docs/benchmarks.md, "## Pipeline", has one and two threads on two cores."""
+def _generation_threads(threads: int):
+    """Torch's intra-op threads and the decoders' row threads (`_parallel.map_rows`) set to `threads`,
+    restored after (training workers keep their single thread), and numpy's BLAS held to one thread
+    meanwhile: its pool and torch's OpenMP pool would otherwise spin against each other between calls
+    (measured: decoding 2.3x slower on two cores); numpy's work here is split over threads by the
+    decoders themselves. Generation's torch work is mostly large matmuls (the attribute MLP, the
+    LSTM's input projection) that scale with cores: docs/benchmarks.md, "## Pipeline", has one and two
+    threads on two cores."""
     import torch
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    torch.set_num_threads(generation_threads())
+    torch.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), using_threads(threads):
             yield
     finally:
         torch.set_num_threads(before)
 
 
 def _sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout | None, kind: str, target: int,
-                   seed: int, progress: ProgressCallback | None) -> pd.DataFrame:
+                   seed: int, progress: ProgressCallback | None, options: GenerationOptions) -> pd.DataFrame:
     import torch
 
     rng = np.random.default_rng(seed)
@@ -149,7 +156,8 @@ def _sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout 
         for take in _waves(want):
             if (have >= targets).all():
                 break
-            per_chunk = [plan.model.generate_attributes(int(n), generator=g) if n else _empty_attrs(plan.model)
+            per_chunk = [plan.model.generate_attributes(int(n), generator=g, precision=options.precision)
+                         if n else _empty_attrs(plan.model)
                          for plan, n, g in zip(plans, take, attribute_noise)]
             drawn += take
             merged = per_chunk if layout is None else gen.merge_by_tags(per_chunk, layout, rng)
@@ -163,7 +171,8 @@ def _sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout 
                     merged[j] = gen.thin_rows(merged[j], max(MIN_DRAW, need), rng)
                 series[j] += len(merged[j])
                 for attrs, rows, lengths in plan.model.iter_generate(len(merged[j]), generator=series_noise[j],
-                                                                     attributes=merged[j], batch_size=GENERATE_BATCH):
+                                                                     attributes=merged[j], batch_size=GENERATE_BATCH,
+                                                                     precision=options.precision):
                     records = decode_records(encoder, kind, attrs, rows, lengths, plan.window, j == len(plans) - 1)
                     records["_flow"] += next_flow
                     next_flow += len(attrs)

@@ -15,11 +15,12 @@ import shutil
 import signal
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..runtime import GenerationOptions
 from .models import JobRequest, output_format, resolve_config
 from .settings import ServiceSettings
 from .store import (ACTIVE_STATES, CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, JobRecord, Store)
@@ -176,7 +177,7 @@ class JobManager:
                 process = self._ctx.Process(
                     target=_worker_entry, name=f"tracesynth-job-{job.id[:8]}",
                     args=(str(self.settings.db_path), str(self.job_dir(job.id)), str(trace), job.id, attempt,
-                          worker_threads(self.settings.max_jobs)))
+                          job_options(self.settings)))
                 process.start()
                 self.store.set_pid(job.id, attempt, process.pid)
                 self._workers[job.id] = _Worker(process, attempt)
@@ -199,20 +200,25 @@ class JobManager:
                 return
 
 
-def worker_threads(max_jobs: int) -> int:
-    """Generation threads for one job: the cores shared among the jobs that may run at once (unless the
-    operator set TRACESYNTH_GENERATE_THREADS), since generation slows down several-fold when its threads
-    compete for cores (docs/pipeline.md, "Threads")."""
-    from .._parallel import THREADS_ENV, available_cores, generation_threads
+def worker_threads(max_jobs: int, fixed: int | None = None) -> int:
+    """Generation (and fine-tuning worker) threads for one job: `fixed` when the operator set them
+    (`ServiceSettings.generation.threads`), else the cores shared among the jobs that may run at once,
+    since generation slows down several-fold when its threads compete for cores (docs/pipeline.md,
+    "Threads")."""
+    from .._parallel import available_cores
 
-    if os.environ.get(THREADS_ENV, "").strip():
-        return generation_threads()
+    if fixed is not None:
+        return fixed
     return max(1, available_cores() // max(1, max_jobs))
 
 
-def _worker_entry(db_path: str, job_dir: str, trace: str, job_id: str, attempt: int, threads: int = 1) -> None:
-    from .._parallel import THREADS_ENV
+def job_options(settings: ServiceSettings) -> GenerationOptions:
+    """The generation options one job runs with: the service's, with this job's share of the cores."""
+    return replace(settings.generation, threads=worker_threads(settings.max_jobs, settings.generation.threads))
+
+
+def _worker_entry(db_path: str, job_dir: str, trace: str, job_id: str, attempt: int,
+                  options: GenerationOptions = GenerationOptions(threads=1)) -> None:
     from .worker import run_job
 
-    os.environ[THREADS_ENV] = str(threads)
-    run_job(db_path, job_dir, trace, job_id, attempt)
+    run_job(db_path, job_dir, trace, job_id, attempt, options)

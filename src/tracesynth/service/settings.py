@@ -1,14 +1,18 @@
 """Service settings: one small dataclass shared by the app, the job manager and the CLI."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runtime import GenerationOptions
 
 
 @dataclass
 class ServiceSettings:
     """`token`: when set, every request needs `Authorization: Bearer <token>` (or the login cookie).
-    Users with tokens of their own live in `users_path` (docs/service.md, "Users")."""
+    Users with tokens of their own live in `users_path` (docs/service.md, "Users").
+    `generation`: generation's precision, and its threads when the operator fixes them (threads None:
+    each job gets the cores shared among `max_jobs`, `jobs.worker_threads`)."""
 
     data_dir: Path = Path("tracesynth-data")
     host: str = "127.0.0.1"
@@ -16,6 +20,7 @@ class ServiceSettings:
     token: str | None = None
     max_jobs: int = 1
     max_upload_mb: int = 200
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

@@ -10,25 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import ProgressCallback
+from ..runtime import GenerationOptions
 
 
-def fit(trace: Path, run_dir: Path, config: Path, progress: ProgressCallback) -> Any:
+def fit(trace: Path, run_dir: Path, config: Path, progress: ProgressCallback, workers: int) -> Any:
     """Train (or resume training) the run folder; an unfinished run folder resumes from its checkpoints.
 
-    Fine-tuning workers: this job's share of the cores (the scheduler sets it for every job, see
-    `jobs.worker_threads`), not every core as `tracesynth fit` takes, since other jobs may run beside it."""
-    from .._parallel import generation_threads
+    `workers` (fine-tuning processes): this job's share of the cores (the scheduler sets it for every
+    job, see `jobs.worker_threads`), not every core as `tracesynth fit` takes, since other jobs may run
+    beside it."""
     from ..pipeline.commands import fit_path
 
-    return fit_path(trace, run_dir, config=config, workers=generation_threads(), progress=progress)
+    return fit_path(trace, run_dir, config=config, workers=workers, progress=progress)
 
 
 def generate(run_dir: Path, out: Path, count: int | None, scale: float | None, seed: int,
-             progress: ProgressCallback) -> Any:
-    """Sample the synthetic trace into `out` (format by suffix)."""
+             progress: ProgressCallback, options: GenerationOptions) -> Any:
+    """Sample the synthetic trace into `out` (format by suffix) with this job's threads and precision."""
     from ..pipeline.commands import generate_path
 
-    return generate_path(run_dir, out, count=count, scale=scale, seed=seed, progress=progress)
+    return generate_path(run_dir, out, count=count, scale=scale, seed=seed, options=options, progress=progress)
 
 
 def report(real: Path, synthetic: Path, out: Path, run_dir: Path | None = None) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 from ..config import config_from_dict, save_config
 from ..errors import UserError
 from ..progress import ProgressEvent
+from ..runtime import GenerationOptions
 from . import tasks
 from .store import DONE, FAILED, Store
 
@@ -71,8 +72,10 @@ class ProgressWriter:
             os._exit(0)
 
 
-def run_job(db_path: str, job_dir: str, trace_path: str, job_id: str, attempt: int) -> None:
-    """Entry point of the worker process (must stay importable for the spawn start method)."""
+def run_job(db_path: str, job_dir: str, trace_path: str, job_id: str, attempt: int,
+            options: GenerationOptions = GenerationOptions(threads=1)) -> None:
+    """Entry point of the worker process (must stay importable for the spawn start method). `options`:
+    this job's generation threads (also its fine-tuning workers) and precision (`jobs.job_options`)."""
     _die_with_parent()
     job_folder = Path(job_dir)
     job_folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,7 @@ def run_job(db_path: str, job_dir: str, trace_path: str, job_id: str, attempt: i
         return
     writer = ProgressWriter(store, job_id, attempt)
     try:
-        outputs = _run_steps(job.params, Path(trace_path), job_folder, writer)
+        outputs = _run_steps(job.params, Path(trace_path), job_folder, writer, options)
     except UserError as exc:
         log.info("job %s failed: %s", job_id, exc)
         store.finish(job_id, attempt, FAILED, error=str(exc))
@@ -98,18 +101,19 @@ def run_job(db_path: str, job_dir: str, trace_path: str, job_id: str, attempt: i
     store.finish(job_id, attempt, DONE, outputs=outputs, error=outputs.pop("report_error", None))
 
 
-def _run_steps(params: dict[str, Any], trace: Path, job_folder: Path, writer: ProgressWriter) -> dict[str, Any]:
+def _run_steps(params: dict[str, Any], trace: Path, job_folder: Path, writer: ProgressWriter,
+               options: GenerationOptions) -> dict[str, Any]:
     config = save_config(config_from_dict(params["config"], "stored job config"), job_folder / "config.json")
     run_dir = job_folder / "run"
     if not (run_dir / "manifest.json").exists():
         writer.begin("fit")
-        fitted = tasks.fit(trace, run_dir, config, writer)
+        fitted = tasks.fit(trace, run_dir, config, writer, workers=options.resolved_threads())
     else:
         fitted = {"resumed": False, "already_fitted": True}
     writer.begin("generate")
     synthetic = job_folder / f"synthetic.{params['output_format']}"
     generated = tasks.generate(run_dir, synthetic, params.get("count"), params.get("scale"),
-                               int(params.get("seed", 0)), writer)
+                               int(params.get("seed", 0)), writer, options)
     outputs: dict[str, Any] = {"synthetic": synthetic.name, "synthetic_bytes": synthetic.stat().st_size,
                                "records": generated.get("records"), "fit": _plain(fitted)}
     writer.begin("report")
