@@ -79,6 +79,9 @@ def generate(run: Path = typer.Argument(..., help="Run folder written by `traces
                  None, metavar="auto|float32|bfloat16",
                  help="Precision of generation's large matmuls (default: TRACESYNTH_GENERATE_DTYPE, else "
                       "auto = bfloat16 where the CPU has native bfloat16 matmuls)."),
+             temperature: Optional[float] = typer.Option(
+                 None, help="ar model: sampling temperature (1 = the learnt distribution; below 1 sharper and "
+                            "closer to the training data's frequent values, above 1 flatter; docs/models.md)."),
              ) -> None:
     """Sample a synthetic trace from a fitted run."""
     from .. import api
@@ -86,7 +89,7 @@ def generate(run: Path = typer.Argument(..., help="Run folder written by `traces
     options = generation_options(threads, precision)
     with progress_bar("generate") as bar:
         result = api.generate_path(run, out_file, count=count, scale=scale, seed=seed, options=options,
-                                   progress=bar)
+                                   temperature=temperature, progress=bar)
     what = "packets" if result["kind"] == "packets" else "flow records"
     out.print(f"wrote {result['records']} synthetic {what} -> {result['out']}")
 

@@ -73,13 +73,11 @@ def make_tokenizer(cfg: TraceSynthConfig) -> FlowTokenizer:
 
 def build(cfg: TraceSynthConfig, tokenizer: FlowTokenizer, seed: int):
     """The network, initialised from `seed` (the global torch RNG is left as it was)."""
-    import torch
-
     from ..model.ar import ARFlowModel, ARSizes
+    from ..model.weights import seeded_init
 
     ar = cfg.model.ar
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         return ARFlowModel(tokenizer.header_vocab, tokenizer.record_vocab,
                            ARSizes(hidden=ar.hidden, head_layers=ar.head_layers, dropout=ar.dropout))
 
@@ -98,7 +96,7 @@ def fit(table: pd.DataFrame, cfg: TraceSynthConfig, folder: Path, progress: Prog
     import torch
 
     from ..model.ar_trainer import ARSchedule, train_ar
-    from .chunked import save_weights
+    from ..model.weights import save_weights
 
     ar, seed = cfg.model.ar, int(cfg.training.seed)
     emit(progress, "prepare", 0, 2, "steps")
@@ -140,7 +138,7 @@ class ARGenerator:
 
     @classmethod
     def load(cls, cfg: TraceSynthConfig, folder: Path, fit_info: dict) -> "ARGenerator":
-        from .chunked import load_weights
+        from ..model.weights import load_weights
 
         path = folder / TOKENIZER
         try:

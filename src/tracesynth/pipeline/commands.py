@@ -183,9 +183,10 @@ def check_sampling_options(count: int | None, scale: float | None, seed: int) ->
 
 
 def generate_path(run: str | Path, out: str | Path, *, count: int | None = None, scale: float | None = None,
-                  seed: int = 0, options: GenerationOptions | None = None,
+                  seed: int = 0, options: GenerationOptions | None = None, temperature: float | None = None,
                   progress: ProgressCallback | None = None) -> dict:
     """Sample a synthetic trace from the run folder RUN and write it to OUT (.pcap, .csv or .parquet).
+    `temperature`: the ar model's sampling temperature (default: the run's `model.ar.temperature`).
 
     `options`: generation's threads and precision (default: every core, auto); the result records them
     (resolved), since the output for a seed depends on them."""
@@ -200,7 +201,10 @@ def generate_path(run: str | Path, out: str | Path, *, count: int | None = None,
                         ".parquet")
     options = options or GenerationOptions()
     t0 = time.perf_counter()
-    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress, options=options)
+    if temperature is not None and not 0 <= temperature <= 10:
+        raise UserError(f"--temperature must be between 0 and 10 (1 = the learnt distribution), got {temperature:g}")
+    table = synth.sample(count=count, scale=scale, seed=seed, progress=progress, options=options,
+                         temperature=temperature)
     gen_s = time.perf_counter() - t0
     write_trace(table, out)
     return {"out": str(out), "records": int(len(table)), "kind": synth.config.kind, "seed": seed,

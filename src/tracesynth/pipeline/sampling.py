@@ -110,12 +110,12 @@ def sample_chunks(plans: list[ChunkPlan], encoder, layout: gen.AttributeLayout |
                   options: GenerationOptions = DEFAULT_OPTIONS) -> pd.DataFrame:
     """Generate `target` records over all chunks (see module docstring); sorted by time. `options`:
     threads and matmul precision (both change the output for a seed, so the caller fixes them)."""
-    with _generation_threads(options.resolved_threads()):
+    with generation_threads(options.resolved_threads()):
         return _sample_chunks(plans, encoder, layout, kind, target, seed, progress, options)
 
 
 @contextlib.contextmanager
-def _generation_threads(threads: int):
+def generation_threads(threads: int):
     """Torch's intra-op threads and the decoders' row threads (`_parallel.map_rows`) set to `threads`,
     restored after (training workers keep their single thread), and numpy's BLAS held to one thread
     meanwhile: its pool and torch's OpenMP pool would otherwise spin against each other between calls

@@ -357,8 +357,13 @@ class Synthesizer:
 
     # ---- sample ---------------------------------------------------------------------------------
     def sample(self, count: int | None = None, scale: float | None = None, seed: int = 0,
-               progress: ProgressCallback | None = None) -> pd.DataFrame:
-        """A synthetic canonical table: `count` records, or `scale` x the training size (default 1x)."""
+               progress: ProgressCallback | None = None,
+               options: sampling.GenerationOptions = sampling.DEFAULT_OPTIONS,
+               temperature: float | None = None) -> pd.DataFrame:
+        """A synthetic canonical table: `count` records, or `scale` x the training size (default 1x).
+
+        `temperature` (ar model only; default `model.ar.temperature`): below 1 sharpens every token's
+        distribution towards the training data's frequent values, above 1 flattens it (docs/models.md)."""
         if self.manifest is None:
             raise UserError("the synthesizer is not fitted: call fit() or Synthesizer.load(run) first")
         if count is not None and scale is not None:
@@ -367,12 +372,15 @@ class Synthesizer:
             raise UserError("--count must be >= 0 and --scale > 0")
         target = generation.target_records(self.manifest["input"]["records"], count, scale)
         if self.manifest.get("model") == "ar":
-            return self._ar_generator().sample(target, seed, progress)
+            with sampling.generation_threads(options.resolved_threads()):
+                return self._ar_generator().sample(target, seed, progress, temperature)
+        if temperature is not None:
+            raise UserError("--temperature applies to the ar model only; this run is a doppelganger model")
         plans = [sampling.ChunkPlan(index=c["index"], window=tuple(c["window"]), real_records=c["records"],
                                     records_per_flow=c["records_per_flow"], model=self._model(c["index"]))
                  for c in self.manifest["chunks"]]
         layout = attribute_layout(self._encoder, len(plans))
-        return sampling.sample_chunks(plans, self._encoder, layout, self.config.kind, target, seed, progress)
+        return sampling.sample_chunks(plans, self._encoder, layout, self.config.kind, target, seed, progress, options)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
