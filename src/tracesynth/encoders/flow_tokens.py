@@ -162,6 +162,17 @@ class FlowTokenizer:
         """Records per sample from the header's length tokens (the decoder then emits that many)."""
         return np.clip(self.length_.inverse(length_tokens, rng), 1, self.max_len_).astype(np.int64)
 
+    def implied_slots(self) -> dict[int, tuple[int, np.ndarray]]:
+        """For every byte slot of a port or address: (its class slot, byte token per class, -1 for
+        "other"): the bytes a top value's class implies (`ARFlowModel.sample_header`)."""
+        out = {}
+        for name, key in self.keys_.items():
+            cls_slot = self.slot_index(f"{name}.class")
+            _, parts, _ = key.transform(key.top_)
+            for i, part in enumerate(parts):
+                out[self.slot_index(f"{name}.{i}")] = (cls_slot, np.r_[part, -1].astype(np.int64))
+        return out
+
     def slot_index(self, name: str) -> int:
         return [s for s, _ in self.slots_].index(name)
 

@@ -135,8 +135,13 @@ class ARFlowModel(nn.Module):
 
     # ---- sampling ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_header(self, n: int, generator: torch.Generator, temperature: float = 1.0):
-        """[n, H] header tokens and the final header state [n, d]."""
+    def sample_header(self, n: int, generator: torch.Generator, temperature: float = 1.0,
+                      implied: dict[int, tuple[int, torch.Tensor]] | None = None):
+        """[n, H] header tokens and the final header state [n, d].
+
+        `implied[k] = (j, table)`: slot k's token is `table[token of slot j]` where that is >= 0 (a top
+        port's bytes follow from its class). Training never scores those slots but feeds the true
+        bytes as the next inputs, so sampling must feed the same, not a draw from an untrained head."""
         d = self.sizes.hidden
         x = torch.zeros(n, 1, d) + self.h_slot[None, :1]
         h = None
@@ -144,6 +149,10 @@ class ARFlowModel(nn.Module):
         for k, head in enumerate(self.h_heads):
             out, h = self.h_gru(x, h)
             tok = _draw(head(out[:, 0]), temperature, generator)
+            if implied and k in implied:
+                source, table = implied[k]
+                fixed = table[tokens[source]]
+                tok = torch.where(fixed >= 0, fixed, tok)
             tokens.append(tok)
             if k + 1 < len(self.h_heads):
                 x = (self.h_embed[k](tok) + self.h_slot[k + 1])[:, None]

@@ -165,7 +165,7 @@ def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlo
                 header.update(parts[0], lambda: _header_params(model), schedule.min_improvement)
                 if header.bad >= schedule.patience:
                     _freeze_header(model, header.state)
-                    frozen, overall = True, _Best()
+                    frozen, overall.bad = True, 0
                     log.info("epoch %d: header frozen at its best epoch; records train on", epoch)
         elapsed = time.perf_counter() - t0
         rate = len(train) / elapsed if elapsed > 0 else 0.0

@@ -82,6 +82,17 @@ def build(cfg: TraceSynthConfig, tokenizer: FlowTokenizer, seed: int):
                            ARSizes(hidden=ar.hidden, head_layers=ar.head_layers, dropout=ar.dropout))
 
 
+#: automatic batch: training flows / STEPS_PER_EPOCH, clipped to [MIN_BATCH, MAX_BATCH]
+STEPS_PER_EPOCH, MIN_BATCH, MAX_BATCH = 20, 16, 256
+
+
+def batch_size(configured: int | None, n_train: int) -> int:
+    """The configured batch (at most the training flows), or the automatic one (`ARConfig.batch_size`)."""
+    if configured is not None:
+        return max(1, min(configured, n_train))
+    return max(1, min(n_train, max(MIN_BATCH, min(MAX_BATCH, n_train // STEPS_PER_EPOCH))))
+
+
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) flow indices: a seeded random share of the flow samples is held out."""
     rng = np.random.default_rng([seed, _SPLIT_STREAM])
@@ -112,7 +123,7 @@ def fit(table: pd.DataFrame, cfg: TraceSynthConfig, folder: Path, progress: Prog
     with atomic_open(folder / TOKENIZER, "w") as fh:
         json.dump(tokenizer.to_state(), fh)
     model = build(cfg, tokenizer, seed)
-    schedule = ARSchedule(max_epochs=ar.max_epochs, patience=ar.patience, batch_size=min(ar.batch_size, len(train)),
+    schedule = ARSchedule(max_epochs=ar.max_epochs, patience=ar.patience, batch_size=batch_size(ar.batch_size, len(train)),
                           lr=ar.lr, weight_decay=ar.weight_decay)
     result = train_ar(model, train, validation, schedule, seed=seed, checkpoint_dir=folder / "checkpoints",
                       callback=progress, step_fn=step_fn, batches_fn=batches_fn)
@@ -159,7 +170,8 @@ class ARGenerator:
         temp = self.config.model.ar.temperature if temperature is None else float(temperature)
         gen_t = torch.Generator().manual_seed(int(seed) % 2**63)
         rng = np.random.default_rng([int(seed), 0xF10])
-        header_t, state = self.model.sample_header(n, gen_t, temp)
+        implied = {k: (j, torch.from_numpy(t)) for k, (j, t) in self.tokenizer.implied_slots().items()}
+        header_t, state = self.model.sample_header(n, gen_t, temp, implied)
         header = header_t.numpy()
         lengths = self.tokenizer.decode_lengths(header[:, self.tokenizer.slot_index("length")], rng)
         padded = self.model.sample_records(header_t, state, torch.from_numpy(lengths), gen_t, temp).numpy()
