@@ -9,8 +9,8 @@ import pytest
 
 from tsdata import shared
 from tracesynth.evaluate import evaluate_tables
-from tracesynth.evaluate.expert import (ExpertError, compare, expert_counts, kind_l1, table_expert_counts,
-                                        unavailable)
+from tracesynth.evaluate.expert import (ExpertError, compare, connection_sample, expert_counts, kind_l1,
+                                        table_expert_counts, unavailable)
 from tracesynth.evaluate.scorecard import score
 from tracesynth.io import read_trace
 
@@ -104,3 +104,17 @@ def test_scorecard_and_evaluate_carry_the_expert_figures():
     assert set(result["protocol"]["per_1k"]) == {"Errors", "Warns", "Notes"}
     flows = read_trace(shared("ugr16/ugr16-1k.csv")).table
     assert "not applicable" in evaluate_tables(flows, flows, downstream=False)["protocol"]["skipped"]
+
+
+def test_big_tables_are_analysed_on_whole_connections():
+    table = read_trace(shared("ndpi/WebattackXSS.pcap")).table
+    assert connection_sample(table, len(table)) is table
+    part = connection_sample(table, 2000)
+    assert 0 < len(part) <= 2000 and part.index.is_monotonic_increasing
+    def ends(r):
+        return frozenset([(r.srcip, r.srcport), (r.dstip, r.dstport)])
+
+    kept = {ends(r) for r in part.itertuples()}
+    whole = [r for r in table.itertuples() if ends(r) in kept]
+    assert len(whole) == len(part)                      # every packet of a kept connection, both directions
+    assert connection_sample(table, 2000).equals(part)  # seeded

@@ -12,6 +12,11 @@ sides carry the same synthesised TCP numbers (io/tcp_state.py) and a difference 
 (flows, flags, order, lengths), not from header fields the table does not hold (options, SACK blocks,
 real sequence gaps); `expert_counts` on the original capture file gives those too.
 
+tshark's TCP analysis slows down sharply on big captures (a 1M-packet pcap took nearly 5 minutes), so a
+table of more than MAX_PACKETS packets is analysed on a seeded sample of whole connections (both
+directions of a 5-tuple together, so acknowledgements keep their reverse stream) holding at most that
+many packets; rates are per 1,000 analysed packets.
+
 tshark is optional: without it `unavailable()` says why and callers report the metric as skipped.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import TraceSynthError
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SEVERITIES = ("Errors", "Warns", "Notes")   # tshark's section titles, worst first; Chats are not complaints
 TIMEOUT_S = 300.0
+MAX_PACKETS = 100_000    # per table: about 5 s of tshark on real traffic
 INSTALL_HINT = "install Wireshark's tshark (apt-get install tshark, or `make tshark`)"
 _SECTION = re.compile(r"^(Errors|Warns|Notes|Chats) \(\d+\)\s*$")
 _ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")
@@ -98,12 +105,31 @@ def expert_counts(path: str | Path, *, timeout_s: float = TIMEOUT_S) -> ExpertCo
     return parse_expert(done.stdout)
 
 
-def table_expert_counts(table: pd.DataFrame, *, timeout_s: float = TIMEOUT_S) -> ExpertCounts:
-    """Write a packet table with the pcap writer (default seed) to a temporary file and analyse it."""
+def table_expert_counts(table: pd.DataFrame, *, timeout_s: float = TIMEOUT_S,
+                        max_packets: int = MAX_PACKETS) -> ExpertCounts:
+    """Write a packet table (or a sample of its connections, `connection_sample`) with the pcap writer
+    (default seed) to a temporary file and analyse it."""
     from ..io.pcap_writer import write_pcap
 
+    table = connection_sample(table, max_packets)
     with tempfile.TemporaryDirectory(prefix="tracesynth-expert-") as tmp:
         return expert_counts(write_pcap(table, Path(tmp) / "trace.pcap"), timeout_s=timeout_s)
+
+
+def connection_sample(table: pd.DataFrame, max_packets: int, seed: int = 0) -> pd.DataFrame:
+    """`table` itself when it has at most `max_packets` rows; otherwise the rows (in their order) of
+    connections drawn at random until the next would pass `max_packets`. A connection is the unordered
+    pair of (address, port) ends plus the protocol: both directions stay together."""
+    if len(table) <= max_packets:
+        return table
+    a = (table["srcip"].to_numpy(np.uint64) << np.uint64(16)) | table["srcport"].to_numpy(np.uint64)
+    b = (table["dstip"].to_numpy(np.uint64) << np.uint64(16)) | table["dstport"].to_numpy(np.uint64)
+    ends = pd.DataFrame({"lo": np.minimum(a, b), "hi": np.maximum(a, b), "p": table["proto"].to_numpy()})
+    conn = ends.groupby(["lo", "hi", "p"], sort=False).ngroup().to_numpy()
+    order = np.random.default_rng(seed).permutation(conn.max() + 1)
+    sizes = np.bincount(conn)[order]
+    keep = order[: max(1, int(np.searchsorted(np.cumsum(sizes), max_packets, side="right")))]
+    return table[np.isin(conn, keep)]
 
 
 def kind_label(key: tuple[str, str, str]) -> str:
