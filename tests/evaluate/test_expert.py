@@ -11,6 +11,7 @@ from tsdata import shared
 from tracesynth.evaluate import evaluate_tables
 from tracesynth.evaluate.expert import (ExpertError, compare, connection_sample, expert_counts, kind_l1,
                                         table_expert_counts, unavailable)
+from tracesynth.evaluate.report import render
 from tracesynth.evaluate.scorecard import score
 from tracesynth.io import read_trace
 
@@ -92,6 +93,10 @@ def test_without_tshark_the_metric_is_skipped_with_the_reason(monkeypatch, tmp_p
     half = len(real) // 2
     scores = score(real.iloc[:half], real.iloc[half:], real.iloc[:half], "packets")
     assert all(np.isnan(scores[m]) for m in ("expert.warns_per_1k", "expert.notes_per_1k", "expert.kind_l1"))
+    result = evaluate_tables(real.iloc[:half], real.iloc[half:], downstream=False)
+    assert result["protocol"] == {"skipped": unavailable()}
+    page = render(real.iloc[:half], real.iloc[half:], result)
+    assert "Skipped: tshark is not installed" in page and "was not measured: tshark is not installed" in page
 
 
 @needs_tshark
