@@ -1,8 +1,9 @@
 """Classic pcap writer for the canonical packet table: header-only capture, every field kept.
 
 Each packet becomes one record: [Ethernet II (optional)] + IPv4 header (20 bytes, no options, valid
-checksum, total length = pkt_len) + TCP (20 bytes) or UDP (8 bytes) header when the packet is a first
-fragment (off == 0) of protocol 6 / 17; other protocols and later fragments get the IP header only.
+checksum, total length = pkt_len) + TCP (20 bytes; SYNs up to 40 more of options) or UDP (8 bytes)
+header when the packet is a first fragment (off == 0) of protocol 6 / 17; other protocols and later
+fragments get the IP header only.
 The payload is not captured: captured length = headers, wire length = pkt_len (+14 for Ethernet).
 
 TCP sequence, acknowledgement and window numbers are synthesised per connection direction
