@@ -191,3 +191,15 @@ def test_tcp_checksums_cover_seq_ack_window_and_options(tmp_path):
                 assert dpkt.in_cksum(pseudo + head) == 0
                 n += 1
     assert n > 5_000
+
+
+def test_convert_takes_the_writers_seed(tmp_path, capsys):
+    from tracesynth.cli import main
+
+    src = str(shared("ndpi/synscan.pcap"))
+    outs = [tmp_path / f"{i}.pcap" for i in range(3)]
+    for out, seed in zip(outs, ("5", "5", "6")):
+        assert main(["convert", src, str(out), "--tcp-seed", seed]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes() != outs[2].read_bytes()
+    assert main(["convert", src, str(tmp_path / "t.csv"), "--tcp-seed", "5"]) == 2
+    assert "--tcp-seed only apply to .pcap output" in capsys.readouterr().err
