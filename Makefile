@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench venv browser clean
+.PHONY: demo test bench venv browser tshark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,17 @@ browser:
 	    || echo "warning: could not install chromium; browser tests will be skipped"; \
 	  else echo "warning: chromium missing and not root; browser tests will be skipped"; fi; }
 
-test: $(STAMP) browser
+# Wireshark's tshark drives the protocol-realism metric and its tests (skipped, with the reason, without it).
+# The debconf answer keeps apt from asking whether non-superusers may capture packets.
+tshark:
+	@command -v tshark >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null) \
+	    || echo "warning: could not install tshark; protocol-realism tests will be skipped"; \
+	  else echo "warning: tshark missing and not root; protocol-realism tests will be skipped"; fi; }
+
+test: $(STAMP) browser tshark
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: $(STAMP)

@@ -106,8 +106,11 @@ def _plain(value: Any) -> Any:
 
 def convert_trace(src: str | Path, dst: str | Path, *, mapping: dict[str, str] | None = None,
                   flow_format: str | None = None, link_type: str | None = None, nanosecond: bool = False,
-                  progress: ProgressCallback | None = None, salvage: bool = False) -> dict[str, Any]:
-    """Read any supported trace and write it as .pcap, .csv or .parquet (by `dst`'s suffix)."""
+                  tcp_seed: int | None = None, progress: ProgressCallback | None = None,
+                  salvage: bool = False) -> dict[str, Any]:
+    """Read any supported trace and write it as .pcap, .csv or .parquet (by `dst`'s suffix).
+
+    `tcp_seed`: the pcap writer's seed for TCP sequence numbers and windows (None: its fixed default)."""
     dst = Path(dst)
     if dst.suffix.lower() not in (".pcap", ".cap", ".csv", ".parquet", ".pq"):
         raise UserError(f"{dst}: unknown output suffix {dst.suffix!r}; use .pcap, .csv or .parquet")
@@ -117,8 +120,10 @@ def convert_trace(src: str | Path, dst: str | Path, *, mapping: dict[str, str] |
             options["linktype"] = link_type
         if nanosecond:
             options["nanosecond"] = True
-    elif link_type is not None or nanosecond:
-        raise UserError(f"{dst}: --link-type and --ns only apply to .pcap output")
+        if tcp_seed is not None:
+            options["seed"] = tcp_seed
+    elif link_type is not None or nanosecond or tcp_seed is not None:
+        raise UserError(f"{dst}: --link-type, --ns and --tcp-seed only apply to .pcap output")
     check_output_path(dst)
     trace = read_trace(src, mapping=mapping, flow_format=flow_format, progress=progress, salvage=salvage)
     out = write_trace(trace.table, dst, **options)

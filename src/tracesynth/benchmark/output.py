@@ -79,6 +79,11 @@ def verdicts(result: BenchmarkResult) -> list[str]:
         if _finite(copies) and copies > max(2 * (floor_copies if _finite(floor_copies) else 0), 0.05):
             lines.append(f"{row}: {copies:.0%} of its records copy a training record (real floor "
                          f"{floor_copies:.1%}): memorising")
+    expert = [m.name for m in result.metrics if m.name.startswith("expert.")]
+    if expert and not any(_finite(result.mean(r, m)) for r in result.row_names for m in expert):
+        from ..evaluate.expert import unavailable
+
+        lines.append(f"expert.* (protocol realism) skipped: {unavailable() or 'tshark failed; the log says why'}")
     return lines
 
 

@@ -67,6 +67,25 @@ def _print_result(result: dict) -> None:
         head.add_row(label, _num(value), best, *([_num(base["summary"].get(key))] if base else []),
                      against.get(section, "REAL"))
     out.print(head)
+    _print_protocol(result.get("protocol"))
+
+
+def _print_protocol(protocol: dict | None) -> None:
+    """tshark's expert counts per 1,000 packets, REAL beside SYNTH (or why they were skipped)."""
+    if not protocol:
+        return
+    if "skipped" in protocol:
+        out.print(f"protocol realism (tshark expert): skipped: {protocol['skipped']}", highlight=False)
+        return
+    t = Table(title=f"Protocol realism: tshark expert analysis per 1,000 packets ({protocol['tool']})")
+    for col, just in (("kind", "left"), ("real", "right"), ("synthetic", "right")):
+        t.add_column(col, justify=just)
+    for severity, v in protocol["per_1k"].items():
+        t.add_row(f"{severity} (all)", f"{v['real']:.2f}", f"{v['synthetic']:.2f}")
+    for k in protocol["kinds"]:
+        t.add_row(k["kind"], f"{k['real']:.2f}", f"{k['synthetic']:.2f}")
+    t.add_row("sum of |differences|", "", f"{protocol['kind_l1']:.2f}")
+    out.print(t)
 
 
 @app.command()

@@ -66,12 +66,15 @@ def convert(trace: Path = _TRACE,
             output: Path = typer.Argument(..., help="Output file: .pcap, .csv or .parquet.", show_default=False),
             link_type: Optional[LinkType] = typer.Option(None, "--link-type", help="Link type of a .pcap output."),
             ns: bool = typer.Option(False, "--ns", help="Nanosecond timestamps in a .pcap output."),
+            tcp_seed: Optional[int] = typer.Option(None, "--tcp-seed", min=0, help="Seed of the TCP sequence "
+                                                   "numbers and windows a .pcap output gets (default: fixed)."),
             mapping: Optional[list[str]] = _MAPPING, fmt: Optional[FlowFormat] = _FORMAT,
             salvage: bool = SALVAGE) -> None:
     """Convert between pcap/pcapng (read), flow-record formats (read), .pcap, .csv and .parquet."""
     with progress_bar("converting") as progress:
         result = api.convert_trace(trace, output, mapping=parse_mapping(mapping), flow_format=_value(fmt),
-                                   link_type=_value(link_type), nanosecond=ns, progress=progress, salvage=salvage)
+                                   link_type=_value(link_type), nanosecond=ns, tcp_seed=tcp_seed, progress=progress,
+                                   salvage=salvage)
     what = "packets" if result["kind"] == "packets" else "flow records"
     out.print(f"wrote {result['records']:,} {what} to {result['output']} "
               f"(from {result['source_format']})", highlight=False)

@@ -6,6 +6,8 @@
 - `structure`: flow-level distributions, classifier two-sample AUC, mutual information (`structure.py`);
 - `privacy`: exact copies, 5-tuple overlap, nearest-neighbour distance ratio (`privacy.py`);
 - `downstream`: traffic-type prediction, heavy-hitter sketches, NetML anomaly detection (`downstream/`);
+- `protocol` (packets): what tshark's expert analysis flags per 1,000 packets, REAL beside SYNTH, or
+  `{"skipped": why}` without tshark or for flow records (`expert.py`);
 - `baseline` (optional): the same for the column-shuffled real trace, so readers see what "good" means.
 The held-out benchmark protocol lives beside it: `split.split_flows` (flow-disjoint train / held-out),
 `baseline.marginals` / `baseline.copy` (the trivial rows) and `scorecard.score` (flat, declared metrics of a
@@ -87,6 +89,7 @@ def compared_with(result: dict) -> dict[str, str]:
         out.update({"traffic_type": "trained on REAL's 70% vs on SYNTH; both tested on REAL's other 30%",
                     "heavy_hitters": "sketch errors on SYNTH vs the same sketches on REAL",
                     "anomaly": "detector trained on REAL vs on SYNTH; both score REAL's held-out flows"})
+    out["protocol"] = "REAL; both written with the same pcap writer, then read by tshark"
     return out
 
 
@@ -146,7 +149,17 @@ def evaluate_tables(real: pd.DataFrame, synth: pd.DataFrame, *, train: pd.DataFr
             result["baseline"] = {"name": "column shuffle of REAL", **_score(
                 real, shuffled, kind, train=train, downstream=downstream, seed=seed, progress=progress,
                 stage="baseline")}
+    result["protocol"] = protocol_realism(real, synth, kind)
     return result
+
+
+def protocol_realism(real: pd.DataFrame, synth: pd.DataFrame, kind: str) -> dict:
+    """tshark's expert counts, REAL beside SYNTH (packets only; {"skipped": why} otherwise)."""
+    if kind != "packets":
+        return {"skipped": "not applicable to flow records (no packet headers to analyse)"}
+    from .expert import compare
+
+    return compare(real, synth)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -184,11 +184,27 @@ def verdict(result: dict) -> list[str]:
         if s.get(key) is not None:
             lines.append(f"Downstream: the synthetic trace ranks the {task} with Spearman {s[key]:.2f} "
                          "against the real ranking (1 is the same order).")
+    lines += _protocol_verdict(result.get("protocol"))
     if "baseline" in result and result["baseline"]["summary"].get("records_auc") is not None:
         b = result["baseline"]["summary"]
         lines.append(f"For scale: shuffling each real column independently scores average JSD "
                      f"{b['avg_jsd']:.3f} but classifier AUC {b['records_auc']:.2f}.")
     return lines
+
+
+def _protocol_verdict(protocol: dict | None) -> list[str]:
+    """One sentence on tshark's expert counts (or why they were not measured)."""
+    if not protocol:
+        return []
+    if "skipped" in protocol:
+        return [f"Protocol realism (tshark expert analysis) was not measured: {protocol['skipped']}."]
+    w, n = protocol["per_1k"]["Warns"], protocol["per_1k"]["Notes"]
+    line = (f"A protocol analyser (tshark) flags {w['synthetic']:.1f} warnings and {n['synthetic']:.1f} notes per "
+            f"1,000 synthetic packets (real: {w['real']:.1f} and {n['real']:.1f}).")
+    worst = max(protocol["kinds"], key=lambda k: abs(k["synthetic"] - k["real"]), default=None)
+    if worst is not None and abs(worst["synthetic"] - worst["real"]) >= 1.0:
+        line += (f" Largest difference: {worst['kind']} ({worst['synthetic']:.1f} vs {worst['real']:.1f} per 1,000).")
+    return [line]
 
 
 def _rows(result: dict) -> dict[str, list]:
@@ -265,6 +281,7 @@ def render(real: pd.DataFrame, synth: pd.DataFrame, result: dict, *, meta: dict 
         figures.append(("Downstream tasks", ds))
     return env.get_template("report.html.j2").render(
         result=result, kind=kind, tables=_rows(result), figures=figures, verdict=verdict(result),
+        protocol=result.get("protocol"),
         meta=meta or {}, has_baseline="baseline" in result)
 
 

@@ -5,8 +5,8 @@ Each metric is declared once in `METRICS` (SDMetrics style): a flat name (`jsd.S
 data's own value, see `reference`) and a one-line description. Metrics that share intermediate results
 (flow summaries, nearest-neighbour sets) are computed together by one `Family`; `score` runs them all and
 returns one flat `{name: float}` (NaN where a metric does not apply, for example `tstr.accuracy` without
-labels). The computations live in the evaluation modules (`fidelity`, `pairs`, `structure`, `tcp`,
-`privacy`, `downstream`); this module only names, wires and documents them.
+labels, or `expert.*` without tshark). The computations live in the evaluation modules (`fidelity`,
+`pairs`, `structure`, `tcp`, `expert`, `privacy`, `downstream`); this module only names, wires and documents them.
 
 The `real` row of a benchmark is the training part itself scored against the held-out part
 (`candidate_is_train=True`): the floor a perfect non-copying generator reaches. The privacy metrics then
@@ -15,8 +15,9 @@ reads ~0.5 as it should.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Callable, Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..schema import TIME_COLUMN, TraceKind, table_kind
 from . import metrics as m
 from .flowstats import FlowView, flow_summary, flow_view, within_flow_gaps
 
+log = logging.getLogger(__name__)
 Direction = Literal["min", "max", "match"]
 KINDS: tuple[TraceKind, ...] = ("packets", "flows")
 
@@ -219,6 +221,34 @@ def _tcp(x: Inputs) -> dict[str, float]:
     ref, cand = tcp_flows(x.holdout), tcp_flows(x.candidate)
     return {"tcp.syn_open": syn_open_share(cand), "tcp.fin_rst_close": fin_rst_close_share(cand),
             "tcp.bigram_jsd": bigram_jsd(ref, cand)}
+
+
+@family(Metric("expert.warns_per_1k", 0.0, INF, "match", "tshark expert warnings per 1,000 packets (table written "
+               "with the pcap writer); NaN without tshark", ("packets",)),
+        Metric("expert.notes_per_1k", 0.0, INF, "match", "tshark expert notes per 1,000 packets; NaN without tshark",
+               ("packets",)),
+        Metric("expert.kind_l1", 0.0, INF, "min", "sum over tshark expert kinds (severity, protocol, summary) of "
+               "|candidate - held-out| per 1,000 packets; NaN without tshark", ("packets",)))
+def _expert(x: Inputs) -> dict[str, float]:
+    from .expert import ExpertError, kind_l1, table_expert_counts, unavailable
+
+    why = unavailable()
+    try:
+        if why is None:
+            cand = table_expert_counts(x.candidate)
+            held = table_expert_counts(x.holdout) if x.candidate is not x.holdout else cand
+            return {"expert.warns_per_1k": cand.severity_per_1k("Warns"),
+                    "expert.notes_per_1k": cand.severity_per_1k("Notes"), "expert.kind_l1": kind_l1(held, cand)}
+    except ExpertError as exc:
+        why = str(exc)
+    _skipped(why)
+    return {}
+
+
+@lru_cache(maxsize=None)
+def _skipped(why: str) -> None:
+    """Say once per reason (not once per row and seed) why the expert metrics are NaN."""
+    log.warning("expert.* metrics skipped: %s", why)
 
 
 # --- usefulness -----------------------------------------------------------------------------------------

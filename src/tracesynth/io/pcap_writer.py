@@ -1,9 +1,13 @@
 """Classic pcap writer for the canonical packet table: header-only capture, every field kept.
 
 Each packet becomes one record: [Ethernet II (optional)] + IPv4 header (20 bytes, no options, valid
-checksum, total length = pkt_len) + TCP (20 bytes) or UDP (8 bytes) header when the packet is a first
-fragment (off == 0) of protocol 6 / 17; other protocols and later fragments get the IP header only.
+checksum, total length = pkt_len) + TCP (20 bytes; SYNs up to 40 more of options) or UDP (8 bytes)
+header when the packet is a first fragment (off == 0) of protocol 6 / 17; other protocols and later
+fragments get the IP header only.
 The payload is not captured: captured length = headers, wire length = pkt_len (+14 for Ethernet).
+
+TCP sequence, acknowledgement and window numbers are synthesised per connection direction
+(`tcp_state`, seeded) so that a protocol analyser reads each direction as a consistent byte stream.
 
 TCP/UDP checksums follow one rule (docs/packet-formats.md): the standard Internet checksum over the
 pseudo-header (L4 length = pkt_len - 20) and the full L4 header, with the uncaptured payload taken as
@@ -22,10 +26,10 @@ import pandas as pd
 from .._atomic import atomic_open
 from ..errors import UserError
 from ..schema import canonicalize
+from .tcp_state import DEFAULT_SEED, SYN_OPTIONS, tcp_header_fields
 
 LINKTYPES = {"raw": 101, "ethernet": 1}
 SNAPLEN = 262144
-TCP_WINDOW = 65535
 ETH_DST, ETH_SRC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
 _BLOCK_ROWS = 1 << 20
 
@@ -34,11 +38,15 @@ _IP_FIELDS = [("ver_ihl", "u1", 0), ("tos", "u1", 1), ("len", ">u2", 2), ("id", 
               ("src", ">u4", 12), ("dst", ">u4", 16)]
 _L4_FIELDS = [("sport", ">u2", 0), ("dport", ">u2", 2), ("seq", ">u4", 4), ("ack", ">u4", 8),
               ("doff", "u1", 12), ("flags", "u1", 13), ("win", ">u2", 14), ("tsum", ">u2", 16),
-              ("urp", ">u2", 18), ("ulen", ">u2", 4), ("usum", ">u2", 6)]
+              ("urp", ">u2", 18), ("opt", "V40", 20), ("ulen", ">u2", 4), ("usum", ">u2", 6)]
+#: SYN option blocks by length / 4 (0, 4, ..., 40 bytes), zero-padded to 40, and their 16-bit word sums.
+_OPTIONS = np.array([SYN_OPTIONS[:k] + bytes(40 - k) for k in range(0, 41, 4)], dtype="V40")
+_OPTION_SUMS = np.r_[0, np.cumsum(np.frombuffer(SYN_OPTIONS, ">u2").astype(np.uint64))][::2]
 
 
 def _record_dtype(eth: bool) -> np.dtype:
-    """One record as bytes: pcap record header, optional Ethernet, IPv4, a 20-byte L4 area (TCP/UDP)."""
+    """One record as bytes: pcap record header, optional Ethernet, IPv4, a 60-byte L4 area (TCP with
+    options / UDP)."""
     names, formats, offsets = ["ts_sec", "ts_frac", "incl_len", "orig_len"], ["<u4"] * 4, [0, 4, 8, 12]
     ip_at = 16
     if eth:
@@ -50,7 +58,7 @@ def _record_dtype(eth: bool) -> np.dtype:
         names.append(name), formats.append(fmt), offsets.append(ip_at + at)
     for name, fmt, at in _L4_FIELDS:
         names.append(name), formats.append(fmt), offsets.append(ip_at + 20 + at)
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": ip_at + 40})
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": ip_at + 80})
 
 
 def _fold(total: np.ndarray) -> np.ndarray:
@@ -86,7 +94,8 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     pkt_len = t["pkt_len"].astype(np.int64)
     first = t["off"] == 0
     tcp, udp = first & (t["proto"] == 6), first & (t["proto"] == 17)
-    l4_len = np.where(tcp, 20, np.where(udp, 8, 0))
+    opt_len = t["opt_len"].astype(np.int64)
+    l4_len = np.where(tcp, 20 + opt_len, np.where(udp, 8, 0))
     l4_cap = np.clip(pkt_len - 20, 0, l4_len)  # what fits inside pkt_len
     link = 14 if eth else 0
     caplen = link + 20 + l4_cap
@@ -105,23 +114,26 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     seg_len = np.clip(pkt_len - 20, 0, 0xFFFF).astype(np.uint64)
     rec["sport"] = np.where(tcp | udp, t["srcport"], 0)
     rec["dport"] = np.where(tcp | udp, t["dstport"], 0)
-    rec["doff"] = np.where(tcp, 0x50, 0)
+    doff = np.where(tcp, (5 + opt_len // 4) << 4, 0).astype(np.uint64)
+    rec["doff"], rec["opt"] = doff, _OPTIONS[opt_len // 4]
     rec["flags"] = np.where(tcp, t["tcp_flags"], 0)
-    rec["win"] = np.where(tcp, TCP_WINDOW, 0)
-    tsum = _fold(addr + 6 + seg_len + ports + (0x5000 | t["tcp_flags"].astype(np.uint64)) + TCP_WINDOW)
+    rec["seq"], rec["ack"], rec["win"] = t["seq"], t["ack"], t["win"]
+    tsum = _fold(addr + 6 + seg_len + ports + _words(t["seq"]) + _words(t["ack"]) + _OPTION_SUMS[opt_len // 4]
+                 + ((doff << 8) | t["tcp_flags"].astype(np.uint64)) + t["win"])
     rec["tsum"] = np.where(tcp, tsum, 0)
     usum = _fold(addr + 17 + 2 * seg_len + ports)  # UDP length appears in pseudo-header and header
-    rec["ulen"] = np.where(udp, seg_len, 0)
-    rec["usum"] = np.where(udp, np.where(usum == 0, 0xFFFF, usum), 0)
+    rec["ulen"][udp] = seg_len[udp]  # UDP length and checksum share bytes with TCP's seq: UDP rows only
+    rec["usum"][udp] = np.where(usum == 0, 0xFFFF, usum)[udp]
     keep = np.arange(dt.itemsize)[None, :] < (16 + link + 20 + l4_cap)[:, None]
     return rec.view(np.uint8).reshape(n, dt.itemsize)[keep]
 
 
 def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
-               nanosecond: bool = False) -> Path:
+               nanosecond: bool = False, seed: int = DEFAULT_SEED) -> Path:
     """Write the packet table as a classic pcap (little-endian, µs or ns timestamps). Atomic.
 
     `linktype` "raw" (LINKTYPE_RAW, 101) or "ethernet" (1, fixed locally administered MACs).
+    `seed` draws the TCP initial sequence numbers and windows (`tcp_state`): same table and seed, same bytes.
     """
     path = Path(path)
     if linktype not in LINKTYPES:
@@ -136,6 +148,8 @@ def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
                              ("sigfigs", "<u4"), ("snaplen", "<u4"), ("linktype", "<u4")])
     cols = {c: table[c].to_numpy() for c in ("time", "srcip", "dstip", "srcport", "dstport", "proto",
                                              "pkt_len", "tos", "id", "flag", "off", "ttl", "tcp_flags")}
+    fields = tcp_header_fields(cols, (cols["proto"] == 6) & (cols["off"] == 0), seed=seed)
+    cols.update(seq=fields.seq, ack=fields.ack, win=fields.win, opt_len=fields.opt_len)
     with atomic_open(path) as fh:
         fh.write(header.tobytes())
         for start in range(0, len(table), _BLOCK_ROWS):
