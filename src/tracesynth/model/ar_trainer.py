@@ -122,7 +122,7 @@ def _freeze_header(model: ARFlowModel, header_state: dict | None) -> None:
 
 def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlows | None, schedule: ARSchedule,
              *, seed: int, checkpoint_dir: Path | None = None, callback: ProgressCallback | None = None,
-             step_fn: StepFn | None = None, batches_fn=None) -> ARTrainResult:
+             step_fn: StepFn | None = None, batches_fn=None, hide_size: bool = False) -> ARTrainResult:
     """Train in place; on return the model holds the best weights (the last epoch's without validation).
 
     Early stopping is per part, because the parts overfit at different speeds: the header (addresses,
@@ -132,7 +132,9 @@ def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlo
     weights are restored and frozen, and the records train on until they stall too.
 
     `step_fn` replaces the plain optimiser step (DP-SGD); `batches_fn(epoch_rng) -> list of index arrays`
-    replaces random batches (DP-SGD's Poisson batches)."""
+    replaces random batches (DP-SGD's Poisson batches); with `step_fn` an empty batch still steps (DP-SGD
+    adds noise whatever the batch holds). `hide_size` (DP): no figure derived from the number of training
+    flows (flows/s) is logged or reported."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     state = _resume(model, optimizer, checkpoint_dir)
     header, overall, history = state["header"], state["overall"], state["history"]
@@ -149,13 +151,13 @@ def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlo
         model.train()
         losses, weights = [], []
         for idx in batches:
-            if len(idx) == 0:
+            if len(idx) == 0 and step_fn is None:
                 continue
             batch = pad_batch(train, idx)
             loss = step_fn(model, batch, optimizer) if step_fn else _plain_step(model, batch, optimizer, schedule.grad_clip)
             losses.append(loss)
             weights.append(len(idx))
-        train_loss = float(np.average(losses, weights=weights)) if losses else math.nan
+        train_loss = float(np.average(losses, weights=weights)) if sum(weights) else math.nan
         parts = mean_nll(model, validation) if validation is not None and len(validation) else None
         val = None if parts is None else parts[0] + parts[1]
         epoch += 1
@@ -168,7 +170,7 @@ def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlo
                     frozen, overall.bad = True, 0
                     log.info("epoch %d: header frozen at its best epoch; records train on", epoch)
         elapsed = time.perf_counter() - t0
-        rate = len(train) / elapsed if elapsed > 0 else 0.0
+        rate = None if hide_size else (len(train) / elapsed if elapsed > 0 else 0.0)
         history.append({"epoch": epoch, "train_nll": train_loss, "validation_nll": val,
                         "validation_header_nll": None if parts is None else parts[0],
                         "validation_records_nll": None if parts is None else parts[1],
@@ -178,8 +180,8 @@ def train_ar(model: ARFlowModel, train: TokenizedFlows, validation: TokenizedFlo
                                                             "frozen": frozen, "history": history})
         emit(callback, "train", epoch, schedule.max_epochs, "epoch", epoch=epoch, train_loss=train_loss,
              val_loss=val, best_loss=overall.value, flows_per_s=rate, eta_s=elapsed * (schedule.max_epochs - epoch))
-        log.info("epoch %d: train NLL %.3f, held-out NLL %s nats/flow, %.0f flows/s", epoch, train_loss,
-                 "-" if val is None else f"{val:.3f}", rate)
+        log.info("epoch %d: train NLL %.3f, held-out NLL %s nats/flow%s", epoch, train_loss,
+                 "-" if val is None else f"{val:.3f}", "" if rate is None else f", {rate:.0f} flows/s")
     if overall.state is not None:
         model.load_state_dict(overall.state)
     for param in model.parameters():

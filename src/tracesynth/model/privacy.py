@@ -705,9 +705,33 @@ def check_dp_config(config, public_trace: str | None = None) -> None:
     boundaries by the private records). The inter-arrival range is fitted on the public trace, else
     fixed in the config. Checkpoint selection scores checkpoints on private data, so it must be off.
     The message is one line of whole sentences, without square brackets (the CLI prints rich markup).
+    The ar model (`model.kind: ar`) has no chunks, encoders or checkpoint selection; its token
+    vocabularies are learnt from data, so it needs the public trace, and the window (`_ar_problems`).
     """
-    problems: list[str] = []
     public = public_trace or (config.privacy.public_trace if config.privacy is not None else None)
+    problems = _ar_problems(config, public) if config.model.kind == "ar" else _dgan_problems(config, public)
+    if problems:
+        raise ConfigError("DP mode would read the private trace outside the privacy budget. "
+                          + ". ".join(problems) + ".")
+
+
+#: the refusals' sentences that both models share (pipeline/ar.py says them too, when called directly)
+NO_WINDOW = ("time.window is not set, so the trace's start and end would be read from the private "
+             "trace: set it to START, END in epoch seconds, or pass --window START,END")
+AR_NEEDS_PUBLIC = ("model.kind is ar, whose token vocabularies (spikes and bins of every numeric field, categories, "
+                   "top ports and addresses, flow lengths and start times) are learnt from data, so they would be "
+                   "read from the private trace: pass a public trace of the same kind with --public PUBLIC_TRACE "
+                   "(Python: fit(..., public=table)), or set privacy.public_trace")
+
+
+def _ar_problems(config, public: str | None) -> list[str]:
+    """The ar model reads the private trace only through its vocabularies and the window."""
+    return ([] if public else [AR_NEEDS_PUBLIC]) + ([NO_WINDOW] if config.time.window is None else [])
+
+
+def _dgan_problems(config, public: str | None) -> list[str]:
+    """DoppelGANger: encoders, word2vec, inter-arrival range, window, chunking, checkpoint selection."""
+    problems: list[str] = []
     for f in config.fields:
         if public:
             break
@@ -725,14 +749,11 @@ def check_dp_config(config, public_trace: str | None = None) -> None:
         problems.append("time.interarrival_range is not set, so the inter-arrival range would be read from the "
                         "private trace: set a fixed min and max in seconds, or pass --public")
     if config.time.window is None:
-        problems.append("time.window is not set, so the trace's start and end would be read from the private "
-                        "trace: set it to START, END in epoch seconds, or pass --window START,END")
+        problems.append(NO_WINDOW)
     if config.chunking.mode != "fixed_time":
         problems.append(f"chunking.mode is {config.chunking.mode!r}, so chunk boundaries would follow the "
                         "private record counts: set it to 'fixed_time'")
     if config.training.checkpoint_selection:
         problems.append("training.checkpoint_selection is on, so checkpoints would be scored on private data: "
                         "set it to false")
-    if problems:
-        raise ConfigError("DP mode would read the private trace outside the privacy budget. "
-                          + ". ".join(problems) + ".")
+    return problems

@@ -147,7 +147,8 @@ def report_meta(run: str | Path) -> dict:
     """
     from .rundir import RunDir
 
-    block = RunDir(run).read_manifest().get("privacy") or {}
+    manifest = RunDir(run).read_manifest()
+    block, ar = manifest.get("privacy") or {}, manifest.get("model") == "ar"
     meta: dict = {}
     if block.get("public"):
         pub = block["public"]
@@ -160,11 +161,15 @@ def report_meta(run: str | Path) -> dict:
     meta["differential privacy"] = (f"epsilon = {ledger['epsilon']:.4g} at delta = {ledger['delta']:g} "
                                     f"(target {ledger['target_epsilon']:g}; training {ledger['training_epsilon']:.4g})")
     meta["DP-SGD"] = (f"noise multiplier sigma = {ledger['sigma']:.4g}, clip C = {ledger['clip']:g}, "
-                      f"{ledger['updates_per_sample']} noisy critic updates per Poisson sample, "
-                      f"{ledger['accountant'].upper()} accountant")
-    meta["DP schedule (per chunk)"] = "; ".join(
-        f"chunk {i}: q = {q:.4g}, {s} samples, {e} epochs"
-        for i, (q, s, e) in enumerate(zip(ledger["sample_rate"], ledger["steps"], ledger.get("epochs") or [""] * len(ledger["steps"]))))
+                      + ("one noisy update of the autoregressive model" if ar else
+                         f"{ledger['updates_per_sample']} noisy critic updates")
+                      + f" per Poisson sample, {ledger['accountant'].upper()} accountant")
+    schedule = [f"q = {q:.4g}, {s} samples, {e} epochs" for q, s, e in
+                zip(ledger["sample_rate"], ledger["steps"], ledger.get("epochs") or [""] * len(ledger["steps"]))]
+    if ar:
+        meta["DP schedule"] = schedule[0]
+    else:
+        meta["DP schedule (per chunk)"] = "; ".join(f"chunk {i}: {s}" for i, s in enumerate(schedule))
     meta["DP flow counts"] = (f"Gaussian mechanism, sigma = {ledger['count_sigma']:.4g} "
                               f"(epsilon {ledger['count_epsilon']:.4g} alone); released {ledger['noisy_flow_counts']}")
     meta["unit of privacy"] = ledger["unit"]

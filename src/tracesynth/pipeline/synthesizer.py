@@ -82,7 +82,7 @@ class Synthesizer:
 
             check_dp_config(cfg, public_name if public is not None else None)
         if cfg.model.kind == "ar":
-            return self._fit_ar(table, progress, run_dir, force, input_name)
+            return self._fit_ar(table, progress, run_dir, force, input_name, public, public_name)
         cfg, self.sizing = resolve_sizing(table, cfg)
         self.config = cfg
         log.info("sizing: %s", self.sizing.describe())
@@ -103,26 +103,25 @@ class Synthesizer:
         self._models = {}
         return self
 
-    def _fit_ar(self, table: pd.DataFrame, progress, run_dir, force: bool, input_name: str | None) -> "Synthesizer":
-        """The autoregressive model: one model over the whole trace (pipeline/ar.py); no chunks, no sizing."""
+    def _fit_ar(self, table: pd.DataFrame, progress, run_dir, force: bool, input_name: str | None,
+                public: pd.DataFrame | None = None, public_name: str | None = None) -> "Synthesizer":
+        """The autoregressive model: one model over the whole trace (pipeline/ar.py); no chunks, no sizing.
+        `public`: tokenizer and pretraining from it; `config.privacy`: DP-SGD (needs `public`)."""
         from . import ar
 
         cfg = self.config
-        if cfg.privacy is not None:
-            raise UserError("differential privacy is implemented for the doppelganger model only; fit with "
-                            "--model doppelganger, or without --dp-epsilon")
         t0 = time.perf_counter()
         self.run = RunDir(run_dir or tempfile.mkdtemp(prefix="tracesynth-run-"))
-        fingerprint = table_fingerprint(table)
+        fingerprint = table_fingerprint(table) + ("" if public is None else "+" + table_fingerprint(public))
         resumed = self.run.prepare_fit(config_hash(cfg), fingerprint, force)
         self.run.write_config(cfg)
-        fitted = ar.fit(table, cfg, self.run.path / ar.FOLDER, progress)
+        fitted = ar.fit(table, cfg, self.run.path / ar.FOLDER, progress, public=public, public_name=public_name)
         self.sizing = None
         self.manifest = {"config_hash": config_hash(cfg), "model": "ar",
-                         "input": {"name": input_name, "fingerprint": fingerprint, "records": int(len(table)),
+                         "input": {"name": input_name, "fingerprint": fingerprint, "records": fitted.records,
                                    "kind": cfg.kind},
                          "chunks": [], "ar": fitted.to_dict(), "runner": "this process", "resumed": resumed,
-                         "privacy": None,
+                         "privacy": ar.privacy_block(cfg, fitted),
                          "timings": {"fit_s": round(time.perf_counter() - t0, 3), "train_s": fitted.train_s}}
         return self
 
