@@ -5,6 +5,12 @@ checksum, total length = pkt_len) + TCP (20 bytes) or UDP (8 bytes) header when 
 fragment (off == 0) of protocol 6 / 17; other protocols and later fragments get the IP header only.
 The payload is not captured: captured length = headers, wire length = pkt_len (+14 for Ethernet).
 
+ICMP (proto 1, first fragments) is the exception: an 8-byte header from the table's ICMP convention
+(type = srcport, code = dstport; identifier and sequence number synthesised by `icmp.echo_fields`,
+seeded) and its payload as zero bytes up to pkt_len, so the ICMP checksum (over header and payload, no
+pseudo-header) is complete and verifiable. ICMPv6 (58) needs the IPv6 pseudo-header and IPv6 is not in
+the canonical tables yet: proto 58 rows get the IP header only, like any other protocol.
+
 TCP/UDP checksums follow one rule (docs/packet-formats.md): the standard Internet checksum over the
 pseudo-header (L4 length = pkt_len - 20) and the full L4 header, with the uncaptured payload taken as
 zero bytes, i.e. the checksum the packet would carry if its payload were all zeros.
@@ -14,6 +20,7 @@ rows, through `tracesynth._atomic` so an interrupted write never leaves a file t
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,10 @@ import pandas as pd
 
 from .._atomic import atomic_open
 from ..errors import UserError
-from ..schema import canonicalize
+from ..schema import ICMP_PROTOS, canonicalize
+from .icmp import echo_fields
+
+log = logging.getLogger(__name__)
 
 LINKTYPES = {"raw": 101, "ethernet": 1}
 SNAPLEN = 262144
@@ -35,6 +45,9 @@ _IP_FIELDS = [("ver_ihl", "u1", 0), ("tos", "u1", 1), ("len", ">u2", 2), ("id", 
 _L4_FIELDS = [("sport", ">u2", 0), ("dport", ">u2", 2), ("seq", ">u4", 4), ("ack", ">u4", 8),
               ("doff", "u1", 12), ("flags", "u1", 13), ("win", ">u2", 14), ("tsum", ">u2", 16),
               ("urp", ">u2", 18), ("ulen", ">u2", 4), ("usum", ">u2", 6)]
+#: ICMP header in the same L4 area (it shares bytes with the TCP/UDP fields: written for ICMP rows only).
+_ICMP_FIELDS = [("itype", "u1", 0), ("icode", "u1", 1), ("isum", ">u2", 2), ("iid", ">u2", 4), ("iseq", ">u2", 6)]
+ICMP_HEADER = 8
 
 
 def _record_dtype(eth: bool) -> np.dtype:
@@ -48,7 +61,7 @@ def _record_dtype(eth: bool) -> np.dtype:
         ip_at = 30
     for name, fmt, at in _IP_FIELDS:
         names.append(name), formats.append(fmt), offsets.append(ip_at + at)
-    for name, fmt, at in _L4_FIELDS:
+    for name, fmt, at in (*_L4_FIELDS, *_ICMP_FIELDS):
         names.append(name), formats.append(fmt), offsets.append(ip_at + 20 + at)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": ip_at + 40})
 
@@ -87,9 +100,12 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     first = t["off"] == 0
     tcp, udp = first & (t["proto"] == 6), first & (t["proto"] == 17)
     l4_len = np.where(tcp, 20, np.where(udp, 8, 0))
+    icmp = first & (t["proto"] == ICMP_PROTOS[0])
+    l4_len = np.where(icmp, ICMP_HEADER, l4_len)
     l4_cap = np.clip(pkt_len - 20, 0, l4_len)  # what fits inside pkt_len
     link = 14 if eth else 0
-    caplen = link + 20 + l4_cap
+    payload = np.where(icmp, np.maximum(pkt_len - 20 - ICMP_HEADER, 0), 0)  # ICMP only: zero bytes, captured
+    caplen = link + 20 + l4_cap + payload
     rec["ts_sec"], rec["ts_frac"] = _timestamps(t["time"], nanosecond, path)
     rec["incl_len"] = caplen
     rec["orig_len"] = np.maximum(pkt_len + link, caplen)
@@ -113,15 +129,51 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     usum = _fold(addr + 17 + 2 * seg_len + ports)  # UDP length appears in pseudo-header and header
     rec["ulen"] = np.where(udp, seg_len, 0)
     rec["usum"] = np.where(udp, np.where(usum == 0, 0xFFFF, usum), 0)
-    keep = np.arange(dt.itemsize)[None, :] < (16 + link + 20 + l4_cap)[:, None]
-    return rec.view(np.uint8).reshape(n, dt.itemsize)[keep]
+    if icmp.any():
+        _icmp_header(rec, t, icmp)
+    head = 16 + link + 20 + l4_cap
+    keep = np.arange(dt.itemsize)[None, :] < head[:, None]
+    return _append_zeros(rec.view(np.uint8).reshape(n, dt.itemsize)[keep], head, payload)
+
+
+def _icmp_header(rec: np.ndarray, t: dict[str, np.ndarray], icmp: np.ndarray) -> None:
+    """ICMP type, code, checksum, identifier, sequence number of the `icmp` rows, written over the TCP/UDP
+    fields they share bytes with. The checksum covers the header and the zero payload (which adds 0)."""
+    itype, code = t["srcport"][icmp].astype(np.uint64), t["dstport"][icmp].astype(np.uint64)
+    ident, seq = t["icmp_id"][icmp].astype(np.uint64), t["icmp_seq"][icmp].astype(np.uint64)
+    rec["itype"][icmp], rec["icode"][icmp] = itype & 0xFF, code & 0xFF
+    rec["iid"][icmp], rec["iseq"][icmp] = ident, seq
+    rec["isum"][icmp] = _fold((((itype & 0xFF) << 8) | (code & 0xFF)) + ident + seq)
+
+
+def _append_zeros(head: np.ndarray, head_len: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """Concatenated record headers (`head_len` bytes each) with `pad` zero bytes after each record's."""
+    if not pad.any():
+        return head
+    out = np.zeros(head.shape[0] + int(pad.sum()), np.uint8)
+    shift = np.cumsum(pad) - pad  # zero bytes written before each record
+    out[np.arange(head.shape[0]) + np.repeat(shift, head_len)] = head
+    return out
+
+
+def _icmp_fields(cols: dict[str, np.ndarray], seed: int, path: Path) -> dict[str, np.ndarray]:
+    """Identifier and sequence number of every ICMP first fragment over the whole table (so numbering
+    runs across write blocks); type/code beyond a byte (a table not in the ICMP convention) are warned."""
+    icmp = (cols["proto"] == ICMP_PROTOS[0]) & (cols["off"] == 0)
+    wide = int((icmp & ((cols["srcport"] > 255) | (cols["dstport"] > 255))).sum())
+    if wide:
+        log.warning("%s: %d ICMP packet(s) have srcport/dstport above 255, which cannot be an ICMP type/code; "
+                    "written modulo 256", path, wide)
+    ident, seq = echo_fields(cols["srcip"], cols["dstip"], cols["srcport"], icmp, seed)
+    return {"icmp_id": ident, "icmp_seq": seq}
 
 
 def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
-               nanosecond: bool = False) -> Path:
+               nanosecond: bool = False, seed: int = 0) -> Path:
     """Write the packet table as a classic pcap (little-endian, µs or ns timestamps). Atomic.
 
     `linktype` "raw" (LINKTYPE_RAW, 101) or "ethernet" (1, fixed locally administered MACs).
+    `seed` draws the synthesised ICMP identifiers: same table and seed, same bytes.
     """
     path = Path(path)
     if linktype not in LINKTYPES:
@@ -136,6 +188,7 @@ def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
                              ("sigfigs", "<u4"), ("snaplen", "<u4"), ("linktype", "<u4")])
     cols = {c: table[c].to_numpy() for c in ("time", "srcip", "dstip", "srcport", "dstport", "proto",
                                              "pkt_len", "tos", "id", "flag", "off", "ttl", "tcp_flags")}
+    cols.update(_icmp_fields(cols, seed, path))
     with atomic_open(path) as fh:
         fh.write(header.tobytes())
         for start in range(0, len(table), _BLOCK_ROWS):
