@@ -150,9 +150,10 @@ def _append_zeros(head: np.ndarray, head_len: np.ndarray, pad: np.ndarray) -> np
     """Concatenated record headers (`head_len` bytes each) with `pad` zero bytes after each record's."""
     if not pad.any():
         return head
-    out = np.zeros(head.shape[0] + int(pad.sum()), np.uint8)
-    shift = np.cumsum(pad) - pad  # zero bytes written before each record
-    out[np.arange(head.shape[0]) + np.repeat(shift, head_len)] = head
+    runs = np.stack([head_len, pad], axis=1).ravel()  # header, zeros, header, zeros, ...
+    is_head = np.repeat(np.tile(np.array([True, False]), head_len.shape[0]), runs)
+    out = np.zeros(is_head.shape[0], np.uint8)
+    out[is_head] = head
     return out
 
 
