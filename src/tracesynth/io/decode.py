@@ -1,4 +1,5 @@
-"""Link layers and IPv4/TCP/UDP/ICMP field extraction (ICMP type/code into the port columns), vectorised over a flat byte buffer.
+"""Link layers and IPv4/TCP/UDP/ICMP field extraction, vectorised over a flat byte buffer (ICMP type and
+code go into the port columns, the schema's convention).
 
 Input: the whole capture as one uint8 array, plus per-packet arrays of the captured data's offset,
 captured length and link type (from the record walk). Every field is a numpy gather at `offset + k`,

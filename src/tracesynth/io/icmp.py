@@ -58,7 +58,8 @@ def counterpart(proto: np.ndarray, icmp_type: np.ndarray) -> np.ndarray:
     return _COUNTERPART[row, np.asarray(icmp_type).astype(np.intp) & 0xFF]
 
 
-def from_netflow_ports(proto: np.ndarray, srcport: np.ndarray, dstport: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def from_netflow_ports(proto: np.ndarray, srcport: np.ndarray,
+                       dstport: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """NetFlow's `dstport = type * 256 + code` (srcport 0) -> (type, code) in (srcport, dstport).
 
     Only ICMP rows with dstport > 255 are translated: a code fits in a byte, so such a value can only be

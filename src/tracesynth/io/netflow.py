@@ -275,7 +275,8 @@ def _zeek_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     keep, proto = _ipv4_rows(src, _ZEEK["srcip"], _ZEEK["dstip"], "proto", report)
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
-    srcport, dstport = icmp.from_zeek_ports(proto[keep], _ports(sub, "id.orig_p", lines), _ports(sub, "id.resp_p", lines))
+    srcport, dstport = icmp.from_zeek_ports(proto[keep], _ports(sub, "id.orig_p", lines),
+                                            _ports(sub, "id.resp_p", lines))
     fwd = pd.DataFrame({
         "ts": _epochs(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
         "srcip": _column(sub, "id.orig_h", "srcip", lines), "dstip": _column(sub, "id.resp_h", "dstip", lines),
