@@ -88,7 +88,7 @@ def _proto_mix(proto: pd.Series) -> dict[str, int]:
 
 
 def _top_ports(table: pd.DataFrame, column: str) -> list[dict[str, int]]:
-    """Most frequent ports among TCP/UDP records (port 0 of other protocols says nothing)."""
+    """Most frequent ports among TCP/UDP records (other protocols have 0 or, ICMP, type/code there)."""
     ports = table.loc[np.isin(table["proto"].to_numpy(), (6, 17)), column]
     return [{"port": int(p), "records": int(c)} for p, c in ports.value_counts().head(TOP_PORTS).items()]
 

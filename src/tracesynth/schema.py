@@ -2,7 +2,13 @@
 
 Packets (one row per IPv4 packet) and flow records (one row per unidirectional flow record) are pandas
 DataFrames with exactly these columns and dtypes; readers may add extra columns after them (for example
-`icmp_type`), which writers ignore unless asked.
+a flow file's `detailed_label`), which writers ignore unless asked.
+
+Ports: `srcport`/`dstport` are the TCP/UDP ports for proto 6 and 17. For ICMP (1) and ICMPv6 (58) they
+carry the ICMP type (`srcport`) and code (`dstport`), in packet and flow tables alike, so models learn
+type/code as they learn ports and the 5-tuple separates ICMP messages by type and code (as NetFlow
+does). Every other protocol has 0 in both. Readers translate other tools' ICMP encodings into this one
+(`tracesynth.io.icmp`); the pcap writer writes ICMP headers from it (docs/packet-formats.md, "ICMP").
 """
 from __future__ import annotations
 
@@ -29,6 +35,9 @@ PACKET_COLUMNS: dict[str, np.dtype] = {
     "ttl": np.dtype("uint8"),
     "tcp_flags": np.dtype("uint8"),
 }
+
+#: Protocols whose port columns hold the ICMP type (srcport) and code (dstport): ICMP and ICMPv6.
+ICMP_PROTOS: tuple[int, int] = (1, 58)
 
 #: Flow-record table: `ts` flow start (epoch s), `td` duration (s), `label` optional (string).
 FLOW_COLUMNS: dict[str, np.dtype] = {

@@ -125,8 +125,8 @@ def test_argus_split_hex_ports_and_skips(tmp_path):
     assert (reply["srcport"], reply["dstport"], reply["pkt"], reply["byt"]) == (53, 1025, 1, 133)
     tcp = t[t["proto"] == 6].iloc[0]
     assert tcp["srcport"] == 0x0303 and tcp["label"] == "flow=From-Botnet"
-    icmp = t[t["proto"] == 1].iloc[0]
-    assert (icmp["srcport"], icmp["dstport"]) == (0, 0)
+    icmp = t[t["proto"] == 1].iloc[0]  # Sport 0x0008: type 8 (low byte), code 0: an echo request (state ECO)
+    assert (icmp["srcport"], icmp["dstport"]) == (8, 0)
 
 
 CTU13 = """StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label

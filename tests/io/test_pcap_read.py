@@ -21,7 +21,7 @@ from tracesynth.io import read_trace
 from tracesynth.io.pcap import read_packets
 from tracesynth.schema import PACKET_COLUMNS
 
-COLUMNS = [*PACKET_COLUMNS, "icmp_type", "icmp_code"]
+COLUMNS = list(PACKET_COLUMNS)
 
 
 def _dpkt_ip(datalink: int, buf: bytes):
@@ -57,17 +57,18 @@ def dpkt_table(path: Path) -> pd.DataFrame:
             off = ip._flags_offset & 0x1FFF
             payload = bytes(ip.data)
             sport = dport = flags = 0
-            icmp_type = icmp_code = -1
             if off == 0 and ip.p in (6, 17) and len(payload) >= 4:
                 sport, dport = struct.unpack(">HH", payload[:4])
                 if isinstance(ip.data, (dpkt.tcp.TCP, dpkt.udp.UDP)):
                     assert (ip.data.sport, ip.data.dport) == (sport, dport)
             if off == 0 and ip.p == 6 and len(payload) >= 14:
                 flags = payload[13]
-            if off == 0 and ip.p == 1 and len(payload) >= 2:
-                icmp_type, icmp_code = payload[0], payload[1]
+            if off == 0 and ip.p == 1 and len(payload) >= 2:  # the ICMP convention: type, code as the ports
+                sport, dport = payload[0], payload[1]
+                if isinstance(ip.data, dpkt.icmp.ICMP):
+                    assert (ip.data.type, ip.data.code) == (sport, dport)
             rows.append((float(ts), int.from_bytes(ip.src, "big"), int.from_bytes(ip.dst, "big"), sport, dport,
-                         ip.p, ip.len, ip.tos, ip.id, ip._flags_offset >> 13, off, ip.ttl, flags, icmp_type, icmp_code))
+                         ip.p, ip.len, ip.tos, ip.id, ip._flags_offset >> 13, off, ip.ttl, flags))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -1,4 +1,5 @@
-"""Link layers and IPv4/TCP/UDP/ICMP field extraction, vectorised over a flat byte buffer.
+"""Link layers and IPv4/TCP/UDP/ICMP field extraction, vectorised over a flat byte buffer (ICMP type and
+code go into the port columns, the schema's convention).
 
 Input: the whole capture as one uint8 array, plus per-packet arrays of the captured data's offset,
 captured length and link type (from the record walk). Every field is a numpy gather at `offset + k`,
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schema import ICMP_PROTOS
 from . import ReadReport
 
 # Per-packet network-layer status codes; a packet is decoded only when its status is IPV4.
@@ -208,12 +210,24 @@ def count_skipped(net: NetworkLayer, report: ReadReport) -> None:
         report.skip(template.format(int(val)) if "{" in template else template, int(count))
 
 
+def _ports(buf: np.ndarray, l4: np.ndarray, has_ports: np.ndarray, icmp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """srcport, dstport: TCP/UDP ports where `has_ports`; ICMP type and code where `icmp` (the schema's
+    convention); 0 elsewhere. The type and code bytes are the 16-bit word a port gather reads anyway."""
+    src = _be16(buf, l4, has_ports | icmp)
+    dst = _be16(buf, l4 + 2, has_ports)
+    if icmp.any():
+        dst[icmp] = src[icmp] & 0xFF
+        src[icmp] >>= 8
+    return src, dst
+
+
 def decode_ipv4(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray,
                 report: ReadReport) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Decode every IPv4 packet. Returns (indices of the kept packets, column arrays for them).
 
-    Ports and TCP flags come only from first fragments (off == 0) and only when captured within the
-    IP total length; the count of TCP/UDP packets missing them goes to `report.notes["l4_truncated"]`.
+    Ports, ICMP type/code (in the port columns) and TCP flags come only from first fragments (off == 0)
+    and only when captured within the IP total length; the count of TCP/UDP/ICMP packets missing them
+    goes to `report.notes["l4_truncated"]`.
     """
     net = locate_network_layer(buf, data_off, caplen, linktype)
     _check_ipv4(buf, net)
@@ -236,10 +250,11 @@ def decode_ipv4(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linkt
     l4, l4_cap = o + ihl, ip_end - ihl
     first = off == 0
     tcp, udp = first & (proto == 6), first & (proto == 17)
+    icmp_proto = first & ((proto == ICMP_PROTOS[0]) | (proto == ICMP_PROTOS[1]))
     has_ports = (tcp | udp) & (l4_cap >= 4)
     has_flags = tcp & (l4_cap >= 14)
-    cols["srcport"] = _be16(buf, l4, has_ports)
-    cols["dstport"] = _be16(buf, l4 + 2, has_ports)
+    icmp = icmp_proto & (l4_cap >= 2)
+    cols["srcport"], cols["dstport"] = _ports(buf, l4, has_ports, icmp)
     cols["proto"] = proto
     cols["pkt_len"] = pkt_len
     cols["tos"] = _u8(buf, o + 1, yes)
@@ -248,9 +263,7 @@ def decode_ipv4(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linkt
     cols["off"] = off
     cols["ttl"] = _u8(buf, o + 8, yes)
     cols["tcp_flags"] = _u8(buf, l4 + 13, has_flags)
-    icmp = first & (proto == 1) & (l4_cap >= 2)
-    cols["icmp_type"] = np.where(icmp, _u8(buf, l4, icmp).astype(np.int16), -1).astype(np.int16)
-    cols["icmp_code"] = np.where(icmp, _u8(buf, l4 + 1, icmp).astype(np.int16), -1).astype(np.int16)
-    truncated = int(((tcp | udp) & ~has_ports).sum() + (tcp & has_ports & ~has_flags).sum())
+    truncated = int(((tcp | udp) & ~has_ports).sum() + (tcp & has_ports & ~has_flags).sum()
+                    + (icmp_proto & ~icmp).sum())
     report.notes["l4_truncated"] = report.notes.get("l4_truncated", 0) + truncated
     return keep, cols

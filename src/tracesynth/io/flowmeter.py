@@ -1,6 +1,8 @@
 """Flow meter: packets -> unidirectional flow records with idle and active timeouts.
 
-Rules (nfstream's, per packet of a 5-tuple in time order): the packet starts a new flow record when it is
+Rules (nfstream's, per packet of a 5-tuple in time order; for ICMP the "ports" are type and code, so
+echo requests A -> B and echo replies B -> A are two records, and each ICMP type/code between two
+hosts its own record, as in NetFlow): the packet starts a new flow record when it is
 the first of its key, when the gap since the previous packet of the key is greater than `idle_timeout`,
 or when the time since the first packet of the current record is greater than `active_timeout`
 (strictly greater, as nfstream compares). A record's `ts` is its first packet's time, `td` the last
@@ -19,6 +21,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..schema import FLOW_COLUMNS, FLOW_KEY, PACKET_COLUMNS, pack_flow_key
+from . import icmp
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ def meter_flows(packets: pd.DataFrame, idle_timeout: float = 120.0, active_timeo
     """Group a packet table into flow records (canonical flow table, sorted by start time).
 
     `bidirectional=True` keys flows on the unordered pair of endpoints, like nfstream's default output,
-    with the record's direction taken from its first packet; it exists to compare with such tools.
+    with the record's direction (and ICMP type/code) taken from its first packet; it exists to compare
+    with such tools. ICMP requests and their replies (echo 8/0, timestamp 13/14, ...) then share one
+    record; one-way messages (unreachable, time exceeded, ...) are keyed by their type and code.
     """
     _check(packets, idle_timeout, active_timeout)
     if not len(packets):
@@ -60,13 +65,21 @@ def _check(packets: pd.DataFrame, idle_timeout: float, active_timeout: float) ->
 
 
 def _key_words(packets: pd.DataFrame, bidirectional: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Pack the 5-tuple into two uint64 words: (srcip, dstip) and (srcport, dstport, proto)."""
+    """Pack the 5-tuple into two uint64 words: (srcip, dstip) and (srcport, dstport, proto).
+
+    ICMP's ports are its type and code (schema), so a unidirectional key separates ICMP messages by type
+    and code with no special case; the bidirectional key pairs requests with their replies."""
     src = packets["srcip"].to_numpy(np.uint64)
     dst = packets["dstip"].to_numpy(np.uint64)
     sport = packets["srcport"].to_numpy(np.uint64)
     dport = packets["dstport"].to_numpy(np.uint64)
     proto = packets["proto"].to_numpy(np.uint64)
     if bidirectional:
+        is_icmp = icmp.is_icmp(proto)
+        if is_icmp.any():  # a request and its reply are one session: key both on the pair, symmetrically
+            both = icmp.bidirectional_ports(proto[is_icmp], sport[is_icmp], dport[is_icmp])
+            sport, dport = sport.copy(), dport.copy()
+            sport[is_icmp], dport[is_icmp] = both, both
         a, b = (src << np.uint64(16)) | sport, (dst << np.uint64(16)) | dport  # endpoints (48 bits each)
         swap = a > b
         src, dst = np.where(swap, dst, src), np.where(swap, src, dst)

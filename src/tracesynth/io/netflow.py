@@ -10,6 +10,7 @@ Formats (sniffed from the header unless `fmt` forces one):
 
 Bidirectional session records (Zeek, Argus with SrcPkts) become two unidirectional records: the
 originator side keeps the 5-tuple, the responder side reverses it; a side with 0 packets is dropped.
+ICMP type/code go into the port columns (`tracesynth.io.icmp` translates each format's encoding).
 IPv6 and non-IP rows are skipped and counted in `report.skipped`, never misparsed.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ import pandas as pd
 
 from ..errors import TraceFormatError, UserError
 from ..progress import ProgressCallback, emit
-from ..schema import FLOW_COLUMNS, FLOW_LABEL, PROTO_NAMES
-from . import ReadReport, Trace
+from ..schema import FLOW_COLUMNS, FLOW_LABEL, ICMP_PROTOS, PROTO_NAMES
+from . import ReadReport, Trace, icmp
 from .tables import (_TS_UNITS, _first_line, _split_header, _time_unit, canonical_column, check_times,
                      check_unique, clip_durations, csv_error, shown)
 
@@ -244,14 +245,18 @@ def _mapped_flows(src: _Source, spec: dict[str, str], report: ReadReport) -> pd.
     keep, proto = _ipv4_rows(src, spec["srcip"], spec["dstip"], spec["proto"], report)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
     lines = _lines(src, keep)
+    srcport, dstport, translated = icmp.from_netflow_ports(proto[keep], _ports(sub, spec.get("srcport"), lines),
+                                                           _ports(sub, spec.get("dstport"), lines))
+    if translated:
+        report.notes["icmp_type_code_from_dstport"] = translated
     cols = {
         "ts": _epochs(sub, spec["ts"], spec.get("ts_unit", "auto"), lines),
         "td": _durations(sub, spec["td"], spec.get("td_unit", "s"), lines, report) if "td" in spec
         else np.zeros(len(sub.frame)),
         "srcip": _column(sub, spec["srcip"], "srcip", lines),
         "dstip": _column(sub, spec["dstip"], "dstip", lines),
-        "srcport": _ports(sub, spec.get("srcport"), lines),
-        "dstport": _ports(sub, spec.get("dstport"), lines),
+        "srcport": srcport,
+        "dstport": dstport,
         "proto": proto[keep],
         "pkt": _column(sub, spec["pkt"], "pkt", lines, report=report),
         "byt": _column(sub, spec["byt"], "byt", lines, report=report),
@@ -270,11 +275,12 @@ def _zeek_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     keep, proto = _ipv4_rows(src, _ZEEK["srcip"], _ZEEK["dstip"], "proto", report)
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
+    srcport, dstport = icmp.from_zeek_ports(proto[keep], _ports(sub, "id.orig_p", lines),
+                                            _ports(sub, "id.resp_p", lines))
     fwd = pd.DataFrame({
         "ts": _epochs(sub, "ts", "s", lines), "td": _durations(sub, "duration", "s", lines, report),
         "srcip": _column(sub, "id.orig_h", "srcip", lines), "dstip": _column(sub, "id.resp_h", "dstip", lines),
-        "srcport": _ports(sub, "id.orig_p", lines), "dstport": _ports(sub, "id.resp_p", lines),
-        "proto": proto[keep],
+        "srcport": srcport, "dstport": dstport, "proto": proto[keep],
     })
     label = _label_of(f, "label")
     if label:
@@ -300,11 +306,12 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
     keep, proto = _ipv4_rows(src, col["srcaddr"], col["dstaddr"], col["proto"], report)
     lines = _lines(src, keep)
     sub = _Source(f[keep].reset_index(drop=True), src.path, None)
+    srcport, dstport = icmp.from_argus_ports(proto[keep], _ports(sub, col["sport"], lines),
+                                             _ports(sub, col["dport"], lines))
     fwd = pd.DataFrame({
         "ts": _epochs(sub, col["starttime"], "auto", lines), "td": _durations(sub, col["dur"], "s", lines, report),
         "srcip": _column(sub, col["srcaddr"], "srcip", lines), "dstip": _column(sub, col["dstaddr"], "dstip", lines),
-        "srcport": _ports(sub, col["sport"], lines), "dstport": _ports(sub, col["dport"], lines),
-        "proto": proto[keep],
+        "srcport": srcport, "dstport": dstport, "proto": proto[keep],
     })
     if "label" in col:
         fwd[FLOW_LABEL] = sub.frame[col["label"]].astype(str).to_numpy(dtype=object)
@@ -324,10 +331,15 @@ def _argus_flows(src: _Source, report: ReadReport) -> pd.DataFrame:
 
 
 def _split_sessions(fwd: pd.DataFrame, o_pkts, o_bytes, r_pkts, r_bytes, report: ReadReport) -> pd.DataFrame:
-    """Originator side as is, responder side with the 5-tuple reversed; sides with 0 packets dropped."""
+    """Originator side as is, responder side with the 5-tuple reversed (ICMP: the reply's type and code,
+    `icmp.responder_type_code`); sides with 0 packets dropped."""
     rev = fwd.copy()
     rev["srcip"], rev["dstip"] = fwd["dstip"].to_numpy(), fwd["srcip"].to_numpy()
-    rev["srcport"], rev["dstport"] = fwd["dstport"].to_numpy(), fwd["srcport"].to_numpy()
+    proto, sport, dport = (fwd[c].to_numpy() for c in ("proto", "srcport", "dstport"))
+    reply_type, reply_code = icmp.responder_type_code(proto, sport, dport)
+    is_icmp = icmp.is_icmp(proto)
+    rev["srcport"] = np.where(is_icmp, reply_type, dport).astype(np.uint16)
+    rev["dstport"] = np.where(is_icmp, reply_code, sport).astype(np.uint16)
     fwd = fwd.assign(pkt=o_pkts, byt=o_bytes)
     rev = rev.assign(pkt=r_pkts, byt=r_bytes)
     both = pd.concat([fwd[fwd["pkt"] > 0], rev[rev["pkt"] > 0]], ignore_index=True)
@@ -339,11 +351,12 @@ def _split_sessions(fwd: pd.DataFrame, o_pkts, o_bytes, r_pkts, r_bytes, report:
 
 
 def _finish(table: pd.DataFrame, report: ReadReport) -> pd.DataFrame:
-    """Zero the ports of protocols without ports (as the packet readers do) and cast to canonical dtypes."""
-    portless = ~np.isin(table["proto"].to_numpy(), (6, 17))
+    """Zero the ports of protocols without ports or ICMP type/code (as the packet readers do); cast to
+    canonical dtypes."""
+    portless = ~np.isin(table["proto"].to_numpy(), (6, 17, *ICMP_PROTOS))
     if portless.any():
         table.loc[portless, ["srcport", "dstport"]] = 0
-        report.notes["ports_zeroed_non_tcp_udp"] = int(portless.sum())
+        report.notes["ports_zeroed_other_protocols"] = int(portless.sum())
     out = {c: table[c].to_numpy().astype(d) for c, d in FLOW_COLUMNS.items()}
     for c in table.columns:
         if c not in FLOW_COLUMNS:

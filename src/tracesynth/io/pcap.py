@@ -35,8 +35,6 @@ _CHUNK = 64 << 20
 #: Largest IPv4 packet: a record cut off at the end of a file may claim up to max(snaplen, this) bytes.
 MAX_PACKET = 65535
 
-EXTRA_COLUMNS = ("icmp_type", "icmp_code")
-
 
 def read_packets(path: str | Path, progress: ProgressCallback | None = None, *, salvage: bool = False) -> Trace:
     """Read a pcap / pcapng capture (optionally gzip-compressed, even twice) into the packet table.
@@ -71,14 +69,12 @@ def read_packets(path: str | Path, progress: ProgressCallback | None = None, *, 
 
 
 def build_trace(buf: np.ndarray, records: PacketRecords, report: ReadReport) -> Trace:
-    """Decode the records' IPv4 headers into the canonical table (+ icmp_type/icmp_code) and report."""
+    """Decode the records' IPv4 headers into the canonical table and report."""
     report.records_seen += int(records.data_off.shape[0])
     report.link_types = distinct_counts(records.linktype)
     keep, cols = decode_ipv4(buf, records.data_off, records.caplen, records.linktype, report)
     cols["time"] = records.time if keep.shape[0] == records.time.shape[0] else records.time[keep]
-    order = [*PACKET_COLUMNS, *EXTRA_COLUMNS]
-    table = pd.DataFrame({c: np.asarray(cols[c], dtype=PACKET_COLUMNS.get(c, cols[c].dtype)) for c in order},
-                         copy=False)
+    table = pd.DataFrame({c: np.asarray(cols[c], dtype=dtype) for c, dtype in PACKET_COLUMNS.items()}, copy=False)
     report.records_kept = int(keep.shape[0])
     for msg in report.warnings:
         log.warning(msg)

@@ -9,6 +9,12 @@ The payload is not captured: captured length = headers, wire length = pkt_len (+
 TCP sequence, acknowledgement and window numbers are synthesised per connection direction
 (`tcp_state`, seeded) so that a protocol analyser reads each direction as a consistent byte stream.
 
+ICMP (proto 1, first fragments) is the exception: an 8-byte header from the table's ICMP convention
+(type = srcport, code = dstport; identifier and sequence number synthesised by `icmp.echo_fields`,
+seeded) and its payload as zero bytes up to pkt_len, so the ICMP checksum (over header and payload, no
+pseudo-header) is complete and verifiable. ICMPv6 (58) needs the IPv6 pseudo-header and IPv6 is not in
+the canonical tables yet: proto 58 rows get the IP header only, like any other protocol.
+
 TCP/UDP checksums follow one rule (docs/packet-formats.md): the standard Internet checksum over the
 pseudo-header (L4 length = pkt_len - 20) and the full L4 header, with the uncaptured payload taken as
 zero bytes, i.e. the checksum the packet would carry if its payload were all zeros.
@@ -18,6 +24,7 @@ rows, through `tracesynth._atomic` so an interrupted write never leaves a file t
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +32,11 @@ import pandas as pd
 
 from .._atomic import atomic_open
 from ..errors import UserError
-from ..schema import canonicalize
+from ..schema import ICMP_PROTOS, canonicalize
+from .icmp import echo_fields
 from .tcp_state import DEFAULT_SEED, SYN_OPTIONS, tcp_header_fields
+
+log = logging.getLogger(__name__)
 
 LINKTYPES = {"raw": 101, "ethernet": 1}
 SNAPLEN = 262144
@@ -42,6 +52,9 @@ _L4_FIELDS = [("sport", ">u2", 0), ("dport", ">u2", 2), ("seq", ">u4", 4), ("ack
 #: SYN option blocks by length / 4 (0, 4, ..., 40 bytes), zero-padded to 40, and their 16-bit word sums.
 _OPTIONS = np.array([SYN_OPTIONS[:k] + bytes(40 - k) for k in range(0, 41, 4)], dtype="V40")
 _OPTION_SUMS = np.r_[0, np.cumsum(np.frombuffer(SYN_OPTIONS, ">u2").astype(np.uint64))][::2]
+#: ICMP header in the same L4 area (it shares bytes with the TCP/UDP fields: written for ICMP rows only).
+_ICMP_FIELDS = [("itype", "u1", 0), ("icode", "u1", 1), ("isum", ">u2", 2), ("iid", ">u2", 4), ("iseq", ">u2", 6)]
+ICMP_HEADER = 8
 
 
 def _record_dtype(eth: bool) -> np.dtype:
@@ -56,7 +69,7 @@ def _record_dtype(eth: bool) -> np.dtype:
         ip_at = 30
     for name, fmt, at in _IP_FIELDS:
         names.append(name), formats.append(fmt), offsets.append(ip_at + at)
-    for name, fmt, at in _L4_FIELDS:
+    for name, fmt, at in (*_L4_FIELDS, *_ICMP_FIELDS):
         names.append(name), formats.append(fmt), offsets.append(ip_at + 20 + at)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": ip_at + 80})
 
@@ -96,9 +109,12 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     tcp, udp = first & (t["proto"] == 6), first & (t["proto"] == 17)
     opt_len = t["opt_len"].astype(np.int64)
     l4_len = np.where(tcp, 20 + opt_len, np.where(udp, 8, 0))
+    icmp = first & (t["proto"] == ICMP_PROTOS[0])
+    l4_len = np.where(icmp, ICMP_HEADER, l4_len)
     l4_cap = np.clip(pkt_len - 20, 0, l4_len)  # what fits inside pkt_len
     link = 14 if eth else 0
-    caplen = link + 20 + l4_cap
+    payload = np.where(icmp, np.maximum(pkt_len - 20 - ICMP_HEADER, 0), 0)  # ICMP only: zero bytes, captured
+    caplen = link + 20 + l4_cap + payload
     rec["ts_sec"], rec["ts_frac"] = _timestamps(t["time"], nanosecond, path)
     rec["incl_len"] = caplen
     rec["orig_len"] = np.maximum(pkt_len + link, caplen)
@@ -124,8 +140,44 @@ def _records(t: dict[str, np.ndarray], eth: bool, nanosecond: bool, path: Path) 
     usum = _fold(addr + 17 + 2 * seg_len + ports)  # UDP length appears in pseudo-header and header
     rec["ulen"][udp] = seg_len[udp]  # UDP length and checksum share bytes with TCP's seq: UDP rows only
     rec["usum"][udp] = np.where(usum == 0, 0xFFFF, usum)[udp]
-    keep = np.arange(dt.itemsize)[None, :] < (16 + link + 20 + l4_cap)[:, None]
-    return rec.view(np.uint8).reshape(n, dt.itemsize)[keep]
+    if icmp.any():
+        _icmp_header(rec, t, icmp)
+    head = 16 + link + 20 + l4_cap
+    keep = np.arange(dt.itemsize)[None, :] < head[:, None]
+    return _append_zeros(rec.view(np.uint8).reshape(n, dt.itemsize)[keep], head, payload)
+
+
+def _icmp_header(rec: np.ndarray, t: dict[str, np.ndarray], icmp: np.ndarray) -> None:
+    """ICMP type, code, checksum, identifier, sequence number of the `icmp` rows, written over the TCP/UDP
+    fields they share bytes with. The checksum covers the header and the zero payload (which adds 0)."""
+    itype, code = t["srcport"][icmp].astype(np.uint64), t["dstport"][icmp].astype(np.uint64)
+    ident, seq = t["icmp_id"][icmp].astype(np.uint64), t["icmp_seq"][icmp].astype(np.uint64)
+    rec["itype"][icmp], rec["icode"][icmp] = itype & 0xFF, code & 0xFF
+    rec["iid"][icmp], rec["iseq"][icmp] = ident, seq
+    rec["isum"][icmp] = _fold((((itype & 0xFF) << 8) | (code & 0xFF)) + ident + seq)
+
+
+def _append_zeros(head: np.ndarray, head_len: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """Concatenated record headers (`head_len` bytes each) with `pad` zero bytes after each record's."""
+    if not pad.any():
+        return head
+    runs = np.stack([head_len, pad], axis=1).ravel()  # header, zeros, header, zeros, ...
+    is_head = np.repeat(np.tile(np.array([True, False]), head_len.shape[0]), runs)
+    out = np.zeros(is_head.shape[0], np.uint8)
+    out[is_head] = head
+    return out
+
+
+def _icmp_fields(cols: dict[str, np.ndarray], seed: int, path: Path) -> dict[str, np.ndarray]:
+    """Identifier and sequence number of every ICMP first fragment over the whole table (so numbering
+    runs across write blocks); type/code beyond a byte (a table not in the ICMP convention) are warned."""
+    icmp = (cols["proto"] == ICMP_PROTOS[0]) & (cols["off"] == 0)
+    wide = int((icmp & ((cols["srcport"] > 255) | (cols["dstport"] > 255))).sum())
+    if wide:
+        log.warning("%s: %d ICMP packet(s) have srcport/dstport above 255, which cannot be an ICMP type/code; "
+                    "written modulo 256", path, wide)
+    ident, seq = echo_fields(cols["srcip"], cols["dstip"], cols["srcport"], icmp, seed)
+    return {"icmp_id": ident, "icmp_seq": seq}
 
 
 def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
@@ -133,7 +185,8 @@ def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
     """Write the packet table as a classic pcap (little-endian, µs or ns timestamps). Atomic.
 
     `linktype` "raw" (LINKTYPE_RAW, 101) or "ethernet" (1, fixed locally administered MACs).
-    `seed` draws the TCP initial sequence numbers and windows (`tcp_state`): same table and seed, same bytes.
+    `seed` draws the TCP initial sequence numbers and windows (`tcp_state`) and the ICMP identifiers:
+    same table and seed, same bytes.
     """
     path = Path(path)
     if linktype not in LINKTYPES:
@@ -150,6 +203,7 @@ def write_pcap(table: pd.DataFrame, path: str | Path, *, linktype: str = "raw",
                                              "pkt_len", "tos", "id", "flag", "off", "ttl", "tcp_flags")}
     fields = tcp_header_fields(cols, (cols["proto"] == 6) & (cols["off"] == 0), seed=seed)
     cols.update(seq=fields.seq, ack=fields.ack, win=fields.win, opt_len=fields.opt_len)
+    cols.update(_icmp_fields(cols, seed, path))
     with atomic_open(path) as fh:
         fh.write(header.tobytes())
         for start in range(0, len(table), _BLOCK_ROWS):
