@@ -17,7 +17,7 @@ from tracesynth.data import sample_path
 
 TINY = ("preset: {preset}\nchunking: {{n_chunks: 1}}\nflow_length: {{max_flow_len: 10}}\n"
         "training: {{epochs: 1, batch_size: 20}}\n"
-        "model: {{sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
+        "model: {{kind: doppelganger, sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
         " critic_num_units: 8, critic_num_layers: 1, attr_critic_num_units: 8, attr_critic_num_layers: 1}}\n")
 
 

@@ -95,7 +95,7 @@ def test_unknown_preset_and_bad_file(tmp_path):
 # ---- model size limit (issue 14, item 5b) ---------------------------------------------------------
 def test_huge_model_is_refused_before_anything_is_allocated():
     """attribute_num_units: 1e9 was OOM-killed at 23.8 GB; now one ConfigError line naming the keys."""
-    msg = _bad(lambda d: d["model"].update(attribute_num_units=1_000_000_000))
+    msg = _bad(lambda d: d["model"].update(kind="doppelganger", attribute_num_units=1_000_000_000))
     assert msg.startswith("cfg.yaml: invalid config: model: these sizes make about ")
     assert "*_num_units" in msg and "\n" not in msg and "<root>" not in msg
 

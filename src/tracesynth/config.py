@@ -142,7 +142,10 @@ class ARConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Which model (`kind`) and its sizes: DoppelGANger's (NetShare's settings) or the `ar` section."""
+    """Which model (`kind`) and its sizes: DoppelGANger's (NetShare's settings) or the `ar` section.
+
+    The presets use `ar` (it wins the benchmark: docs/benchmarks.md); a config that names no kind is
+    `doppelganger`, which is what every run folder written before the ar model existed holds."""
 
     kind: Literal["doppelganger", "ar"] = "doppelganger"
     ar: ARConfig = ARConfig()
@@ -299,7 +302,7 @@ def _preset_pcap() -> TraceSynthConfig:
         FieldConfig(name="tcp_flags", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="packets", fields=fields, time=TimeConfig(column="time"),
-                            flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(sample_len=10),
+                            flow_length=FlowLengthConfig(max_flow_len=100), model=ModelConfig(kind="ar", sample_len=10),
                             training=_cpu_budget_training(epochs=80, checkpoint_every=20))
 
 
@@ -317,7 +320,7 @@ def _preset_netflow() -> TraceSynthConfig:
         FieldConfig(name="label", role="feature", encoding="categorical"),
     ]
     return TraceSynthConfig(kind="flows", fields=fields, time=TimeConfig(column="ts"),
-                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(sample_len=10),
+                            flow_length=FlowLengthConfig(max_flow_len=20), model=ModelConfig(kind="ar", sample_len=10),
                             training=_cpu_budget_training(epochs=400, checkpoint_every=100, max_batch_size=50))
 
 

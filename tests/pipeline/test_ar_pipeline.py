@@ -52,7 +52,7 @@ def test_same_interface_for_both_models(caida_1k, tmp_path):
     d = preset("pcap").model_dump(mode="json")
     d["training"].update(epochs=1, checkpoint_every=1, checkpoint_selection=False, batch_size=16)
     d["chunking"]["n_chunks"] = 1
-    d["model"].update(attribute_num_units=8, attribute_num_layers=1, feature_num_units=8, critic_num_units=8,
+    d["model"].update(kind="doppelganger", attribute_num_units=8, attribute_num_layers=1, feature_num_units=8, critic_num_units=8,
                       critic_num_layers=1, attr_critic_num_units=8, attr_critic_num_layers=1)
     d["word2vec"]["epochs"] = 1
     for kind in ("doppelganger", "ar"):

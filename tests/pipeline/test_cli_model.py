@@ -14,7 +14,7 @@ def test_fit_generate_cli(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("preset: pcap\nchunking: {n_chunks: 1}\nflow_length: {max_flow_len: 10}\n"
                    "training: {epochs: 1, batch_size: 50}\n"
-                   "model: {sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
+                   "model: {kind: doppelganger, sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
                    " critic_num_units: 8, critic_num_layers: 1, attr_critic_num_units: 8, attr_critic_num_layers: 1}\n")
     run = tmp_path / "run"
     assert main(["fit", str(trace), "--out", str(run), "--config", str(cfg)]) == 0

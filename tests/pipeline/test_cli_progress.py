@@ -18,7 +18,7 @@ from tsdata import shared
 
 TINY = ("preset: pcap\nchunking: {n_chunks: 1}\nflow_length: {max_flow_len: 10}\n"
         "training: {epochs: 3, batch_size: 50}\n"
-        "model: {sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
+        "model: {kind: doppelganger, sample_len: 5, attribute_num_units: 8, attribute_num_layers: 1, feature_num_units: 8,"
         " critic_num_units: 8, critic_num_layers: 1, attr_critic_num_units: 8, attr_critic_num_layers: 1}\n")
 EPOCH_LINE = re.compile(r"^\[\d+:\d\d:\d\d\] fit train: epoch (\d+)/3, chunk 0, step \d+, d_loss \S+, g_loss \S+, "
                         r"attr_d_loss \S+, [\d,]+ flows/s, ETA \d+:\d\d:\d\d$")

@@ -35,7 +35,7 @@ def tiny(**training) -> dict:
     d["chunking"]["n_chunks"] = 2
     d["flow_length"]["max_flow_len"] = 10
     d["training"].update({"epochs": 2, "checkpoint_every": 1, "batch_size": 20, "critic_steps": 1, **training})
-    d["model"].update(sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
+    d["model"].update(kind="doppelganger", sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
                       critic_num_units=16, critic_num_layers=1, attr_critic_num_units=16, attr_critic_num_layers=1)
     return d
 
@@ -203,7 +203,7 @@ def _tiny_netflow():
 
     d = _preset_netflow().model_dump(mode="json")
     d["flow_length"]["max_flow_len"] = 10
-    d["model"].update(sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
+    d["model"].update(kind="doppelganger", sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
                       critic_num_units=16, critic_num_layers=1, attr_critic_num_units=16, attr_critic_num_layers=1)
     d["training"].update(batch_size=20, critic_steps=1, checkpoint_every=1)
     return config_from_dict(d)
@@ -290,7 +290,8 @@ def test_a_bad_window_option_is_one_clear_line(ugr_parts, tmp_path, capsys, wind
 
 def test_a_custom_config_is_refused_in_whole_sentences(tmp_path, capsys):
     cfg = tmp_path / "custom.json"
-    save_config(preset("netflow"), cfg)
+    save_config(preset("netflow").model_copy(update={"model": preset("netflow").model.model_copy(
+        update={"kind": "doppelganger"})}), cfg)
     code = main(["fit", str(shared("ugr16/ugr16-1k.csv")), "--out", str(tmp_path / "run"), "--config", str(cfg),
                  "--public", str(shared("ugr16/ugr16-1k.csv")), "--dp-epsilon", "4"])
     err = capsys.readouterr().err.strip()

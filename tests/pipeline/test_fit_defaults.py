@@ -24,7 +24,7 @@ def tiny_defaults(kind: str):
     """The preset as a user gets it, with only the training cost shrunk: chunks and batch stay unset."""
     d = preset("pcap" if kind == "packets" else "netflow").model_dump(mode="json")
     d["training"].update(epochs=1, checkpoint_every=1, checkpoint_selection=False)
-    d["model"].update(attribute_num_units=16, attribute_num_layers=1, feature_num_units=16, critic_num_units=16,
+    d["model"].update(kind="doppelganger", attribute_num_units=16, attribute_num_layers=1, feature_num_units=16, critic_num_units=16,
                       critic_num_layers=1, attr_critic_num_units=16, attr_critic_num_layers=1)
     d["word2vec"].update(epochs=1)
     cfg = config_from_dict(d)
@@ -54,3 +54,15 @@ def test_fits_with_defaults_or_refuses_below_minimum(name, tmp_path):
     loaded = Synthesizer.load(tmp_path / "run")
     count = min(len(trace.table), 3000)
     assert len(loaded.sample(count=count, seed=1)) == count
+
+
+@pytest.mark.parametrize("name", TRACES)
+def test_every_trace_fits_the_ar_preset_with_defaults(name, tmp_path):
+    """The presets' model (ar) fits every real trace with no sizing flags and samples exact counts."""
+    table = read_trace(shared(name)).table
+    kind = "pcap" if "time" in table.columns else "netflow"
+    d = preset(kind).model_dump(mode="json")
+    assert d["model"]["kind"] == "ar"
+    d["model"]["ar"].update(hidden=8, max_epochs=1)
+    synth = Synthesizer(config_from_dict(d)).fit(table, run_dir=tmp_path / "run")
+    assert len(synth.sample(count=123, seed=0)) == 123

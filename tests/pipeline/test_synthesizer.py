@@ -24,7 +24,7 @@ def tiny_config(**training):
     d["chunking"]["n_chunks"] = 2
     d["flow_length"]["max_flow_len"] = 10
     d["training"].update({"epochs": 2, "checkpoint_every": 1, "batch_size": 20, **training})
-    d["model"].update(sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
+    d["model"].update(kind="doppelganger", sample_len=5, attribute_num_units=16, attribute_num_layers=1, feature_num_units=16,
                       critic_num_units=16, critic_num_layers=1, attr_critic_num_units=16,
                       attr_critic_num_layers=1)
     return config_from_dict(d)
@@ -187,7 +187,7 @@ def test_flow_records_fit_and_generate_end_to_end(tmp_path):
     d = preset("netflow").model_dump(mode="json")
     d["chunking"]["n_chunks"] = 2
     d["training"].update({"epochs": 1, "checkpoint_every": 1, "batch_size": 20})
-    d["model"].update(attribute_num_units=16, attribute_num_layers=1, feature_num_units=16, critic_num_units=16,
+    d["model"].update(kind="doppelganger", attribute_num_units=16, attribute_num_layers=1, feature_num_units=16, critic_num_units=16,
                       critic_num_layers=1, attr_critic_num_units=16, attr_critic_num_layers=1)
     synth = Synthesizer(config_from_dict(d)).fit(table, run_dir=tmp_path / "run")
     synth.save(tmp_path / "run")

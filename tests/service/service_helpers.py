@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 #: Config overrides that make a job finish in seconds on 2 cores (tiny networks, one cheap critic step).
-TINY = {"model": {"attribute_num_units": 16, "attribute_num_layers": 1, "feature_num_units": 16,
+TINY = {"model": {"kind": "doppelganger", "attribute_num_units": 16, "attribute_num_layers": 1, "feature_num_units": 16,
                   "critic_num_units": 16, "critic_num_layers": 1, "attr_critic_num_units": 16,
                   "attr_critic_num_layers": 1, "sample_len": 5},
         "flow_length": {"max_flow_len": 20},

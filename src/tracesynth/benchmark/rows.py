@@ -30,7 +30,7 @@ def _doppelganger_config(kind: TraceKind, config: str | None, epochs: int | None
     """The NetShare model as `tracesynth fit` trains it: the preset of the trace's kind (or a config file)."""
     from ..pipeline.commands import build_config
 
-    return build_config(kind, config=config, epochs=epochs, seed=seed)
+    return build_config(kind, config=config, epochs=epochs, seed=seed, model="doppelganger")
 
 
 def _ar_config(kind: TraceKind, config: str | None, epochs: int | None, seed: int):

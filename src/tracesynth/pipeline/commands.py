@@ -116,7 +116,8 @@ def fit_path(trace: str | Path, out: str | Path, *, preset: str | None = None, c
         if config is None:  # a preset: DP-ready here (its window may come from the public trace)
             if public is not None and cfg.time.window is None:
                 public_table = read_trace(public, progress=progress).table
-            cfg = private.dp_ready_preset(cfg, public_table, None if public is None else str(public))
+            cfg = private.dp_ready_preset(cfg, public_table, None if public is None else str(public),
+                                          model_chosen=model is not None)
         check_dp_config(cfg, str(public) if public is not None else None)
     if public is not None and public_table is None:
         public_table = read_trace(public, progress=progress).table

@@ -50,16 +50,23 @@ def with_window(cfg: TraceSynthConfig, window: tuple[float, float] | None) -> Tr
 
 
 def dp_ready_preset(cfg: TraceSynthConfig, public: pd.DataFrame | None,
-                    public_name: str | None = None) -> TraceSynthConfig:
+                    public_name: str | None = None, model_chosen: bool = False) -> TraceSynthConfig:
     """A preset made DP-ready: checkpoint selection off (said once), the window from the public trace
     when none is set (said, with the window used), and the preset's documented public ranges for
     numeric fields left without one when there is no public trace to fit them on.
 
     Only for presets: a custom config keeps what it says, and `check_dp_config` names what is missing.
+    Without a public trace the preset's ar model (whose vocabularies need public data) becomes the
+    doppelganger model, said once, unless the model was chosen (`--model ar`: then the fit is refused).
     """
     from ..config import DP_PUBLIC_RANGES
 
     data = cfg.model_dump(mode="json")
+    if data["model"]["kind"] == "ar" and public is None and not public_name and not model_chosen:
+        # the ar model's vocabularies (spikes, bins, top ports and addresses) must come from public data
+        data["model"]["kind"] = "doppelganger"
+        log.warning("DP mode without a public trace: the preset's ar model needs one for its vocabularies "
+                    "(--public); fitting the doppelganger model with the documented public ranges instead")
     if data["training"]["checkpoint_selection"]:
         data["training"]["checkpoint_selection"] = False
         log.warning("DP mode: checkpoint selection is off (it would score checkpoints on private data)")
