@@ -7,15 +7,17 @@
             so exactly `target` records remain (`generation.select_records`).
 
 No time chunks: flow start is a header token over the whole trace, so one model learns the time
-profile; measured against chunked DoppelGANger in docs/benchmarks.md.
+profile; measured against chunked DoppelGANger in docs/benchmarks.md. `ARTraceModel` is this model
+behind `Synthesizer` (`models.TraceModel`; its manifest block is `ARBlock`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -27,8 +29,11 @@ from ..encoders.tokens import SpikeRule
 from ..errors import UserError
 from ..flows.table import FlowTable
 from ..progress import ProgressCallback, emit
+from ..runtime import GenerationOptions
 from ..schema import TIME_COLUMN
 from . import generation as gen
+from .models import FitData, ModelFit
+from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +200,59 @@ class ARGenerator:
                                   np.random.default_rng([seed, 0x5E1]))
         table = table[keep].drop(columns="_flow")
         return gen.sort_by_time(canonicalize(table, kind), time_col)
+
+
+@dataclass
+class ARBlock:
+    """The ar model's keys of the manifest: no chunks, and what its fit recorded."""
+
+    fit: ARFit
+
+    def to_dict(self) -> dict:
+        return {"chunks": [], "ar": self.fit.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ARBlock":
+        known = {f.name for f in fields(ARFit)}
+        return cls(ARFit(**{k: v for k, v in data["ar"].items() if k in known}))
+
+
+class ARTraceModel:
+    """The autoregressive model behind `Synthesizer` (`model.kind: ar`): `fit` above trains it,
+    `ARGenerator` samples it."""
+
+    kind: ClassVar[str] = "ar"
+    block_type: ClassVar[type] = ARBlock
+
+    def __init__(self, config: TraceSynthConfig, run: RunDir | None = None, block: ARBlock | None = None):
+        self.config, self.run, self.block = config, run, block
+        self._generator: ARGenerator | None = None
+
+    @classmethod
+    def load(cls, config: TraceSynthConfig, run: RunDir, block: ARBlock) -> "ARTraceModel":
+        return cls(config, run, block)   # the tokenizer and weights are read when sampling starts
+
+    def fit(self, data: FitData, run: RunDir, progress: ProgressCallback | None) -> ModelFit:
+        """The autoregressive model: one model over the whole trace; no chunks, no sizing."""
+        cfg = self.config
+        if cfg.privacy is not None:
+            raise UserError("differential privacy is implemented for the doppelganger model only; fit with "
+                            "--model doppelganger, or without --dp-epsilon")
+        self.run = run
+        resumed = run.start_fit(cfg, data.fingerprint, data.force)
+        fitted = fit(data.table, cfg, run.path / FOLDER, progress)   # the module's fit
+        self.block, self._generator = ARBlock(fitted), None
+        return ModelFit(config=cfg, resumed=resumed, records=int(len(data.table)), train_s=fitted.train_s,
+                        block=self.block, runner="this process", privacy=None)
+
+    def sample(self, target: int, seed: int, progress: ProgressCallback | None, options: GenerationOptions,
+               temperature: float | None) -> pd.DataFrame:
+        from .sampling import generation_threads
+
+        with generation_threads(options.resolved_threads()):
+            return self._loaded().sample(target, seed, progress, temperature)
+
+    def _loaded(self) -> ARGenerator:
+        if self._generator is None:
+            self._generator = ARGenerator.load(self.config, self.run.path / FOLDER, self.block.fit.to_dict())
+        return self._generator
