@@ -20,7 +20,6 @@ what DP training does is the model's (doppelganger.py).
 """
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -38,8 +37,6 @@ from .ar import ARTraceModel
 from .doppelganger import ChunkedDoppelGANger
 from .models import FitData, Manifest, TraceModel
 from .rundir import RunDir
-
-log = logging.getLogger(__name__)
 
 #: the models `config.model.kind` (and a manifest's "model") chooses from
 MODELS: dict[str, type[TraceModel]] = {ChunkedDoppelGANger.kind: ChunkedDoppelGANger, ARTraceModel.kind: ARTraceModel}
