@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -141,13 +141,18 @@ class ARConfig(_Section):
         return self
 
 
+ModelKind = Literal["doppelganger", "ar"]
+#: the models `model.kind` names (each one a `pipeline.models.TraceModel` in `pipeline.synthesizer.MODELS`)
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+
+
 class ModelConfig(_Section):
     """Which model (`kind`) and its sizes: DoppelGANger's (NetShare's settings) or the `ar` section.
 
     The presets use `ar` (it wins the benchmark: docs/benchmarks.md); a config that names no kind is
     `doppelganger`, which is what every run folder written before the ar model existed holds."""
 
-    kind: Literal["doppelganger", "ar"] = "doppelganger"
+    kind: ModelKind = "doppelganger"
     ar: ARConfig = ARConfig()
     attribute_noise_dim: int = Field(5, ge=1)
     feature_noise_dim: int = Field(5, ge=1)

@@ -22,7 +22,8 @@ from tracesynth.config import config_from_dict, preset, save_config
 from tracesynth.errors import ConfigError
 from tracesynth.pipeline import chunked
 from tracesynth.pipeline.commands import generate_path, report_meta, with_privacy
-from tracesynth.pipeline.synthesizer import PUBLIC_DIR, Synthesizer
+from tracesynth.pipeline.doppelganger import PUBLIC_DIR
+from tracesynth.pipeline.synthesizer import Synthesizer
 
 from tsdata import shared
 
@@ -142,7 +143,8 @@ def test_public_pretraining_fine_tunes_every_chunk_from_the_public_model(halves,
     # the public model's than a freshly initialised model's do (and differ: the fine-tune did train)
     public_weights = torch.load(run / PUBLIC_DIR / "weights.pt", weights_only=True)
     torch.manual_seed(0)
-    fresh = chunked.build_model(cfg, synth._encoder.attribute_spans, synth._encoder.feature_spans).state_dict()
+    encoder = synth.model.encoder
+    fresh = chunked.build_model(cfg, encoder.attribute_spans, encoder.feature_spans).state_dict()
 
     def distance(state) -> float:
         return max(float((state[k] - public_weights[k]).abs().max()) for k in state if state[k].is_floating_point())
@@ -152,7 +154,7 @@ def test_public_pretraining_fine_tunes_every_chunk_from_the_public_model(halves,
         assert 0 < distance(tuned) < distance(fresh) / 10
     # the encoders were fitted on the public half: its pkt_len range, not the private one
     pub_max = float(public["pkt_len"].max())
-    assert synth._encoder.feature_encoders_["pkt_len"].max_ == pytest.approx(pub_max)
+    assert encoder.feature_encoders_["pkt_len"].max_ == pytest.approx(pub_max)
     table = synth.sample(count=200, seed=0)
     assert len(table) == 200 and table["time"].between(*window).all()
 

@@ -124,11 +124,11 @@ def test_generation_threads_follow_the_options_and_are_restored(monkeypatch):
 
     before = torch.get_num_threads()
     monkeypatch.setenv("TRACESYNTH_GENERATE_THREADS", "3")              # ignored by the library
-    with sampling._generation_threads(GenerationOptions(threads=1).resolved_threads()):
+    with sampling.generation_threads(GenerationOptions(threads=1).resolved_threads()):
         assert torch.get_num_threads() == 1 and row_threads() == 1
         assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
     assert torch.get_num_threads() == before and row_threads() == available_cores()
-    with sampling._generation_threads(sampling.DEFAULT_OPTIONS.resolved_threads()):
+    with sampling.generation_threads(sampling.DEFAULT_OPTIONS.resolved_threads()):
         assert torch.get_num_threads() == row_threads() == available_cores()  # default: every core
     assert torch.get_num_threads() == before
 

@@ -109,13 +109,13 @@ def test_finetuned_chunk_starts_from_chunk0_weights(fitted, tmp_path):
     run, synth = fitted
     c0 = run / "chunk_000" / "weights.pt"
     job = chunked.ChunkJob(index=1, config=tiny_config(lr_generator=1e-12, lr_critic=1e-12, batch_size=100).model_dump(mode="json"),
-                           attribute_spans=chunked.spans_to_plain(synth._encoder.attribute_spans),
-                           feature_spans=chunked.spans_to_plain(synth._encoder.feature_spans),
+                           attribute_spans=chunked.spans_to_plain(synth.model.encoder.attribute_spans),
+                           feature_spans=chunked.spans_to_plain(synth.model.encoder.feature_spans),
                            data_path=str(run / "chunk_001" / "train.npz"), chunk_dir=str(tmp_path / "c1"),
                            epochs=1, seed=5, init_weights=str(c0))
     result = chunked.train_chunk(job)
     start, tuned = torch.load(c0, weights_only=True), torch.load(result.weights, weights_only=True)
-    fresh = chunked.build_model(synth.config, synth._encoder.attribute_spans, synth._encoder.feature_spans)
+    fresh = chunked.build_model(synth.config, synth.model.encoder.attribute_spans, synth.model.encoder.feature_spans)
     fresh_state = fresh.state_dict()
     key = "attribute_generator.head.weight" if "attribute_generator.head.weight" in start else next(iter(start))
     assert torch.allclose(start[key], tuned[key], atol=1e-6)
@@ -145,8 +145,8 @@ def test_local_and_ray_runners_train_identically(fitted, tmp_path):
 
     def jobs(folder):
         return [chunked.ChunkJob(index=1, config=tiny_config(batch_size=100).model_dump(mode="json"),
-                                 attribute_spans=chunked.spans_to_plain(synth._encoder.attribute_spans),
-                                 feature_spans=chunked.spans_to_plain(synth._encoder.feature_spans),
+                                 attribute_spans=chunked.spans_to_plain(synth.model.encoder.attribute_spans),
+                                 feature_spans=chunked.spans_to_plain(synth.model.encoder.feature_spans),
                                  data_path=str(run / "chunk_001" / "train.npz"),
                                  chunk_dir=str(tmp_path / folder / str(seed)), epochs=1, seed=seed,
                                  init_weights=str(run / "chunk_000" / "weights.pt")) for seed in (1, 2)]

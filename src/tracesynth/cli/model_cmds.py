@@ -59,10 +59,11 @@ def fit(trace: Path = typer.Argument(..., help="Real trace: pcap/pcapng or flow 
 
 
 def _model_kind(name: Optional[str]) -> Optional[str]:
+    from ..config import MODEL_KINDS
     from ..errors import UserError
 
-    if name is not None and name not in ("ar", "doppelganger"):
-        raise UserError(f"--model: unknown model {name!r}; choose ar or doppelganger")
+    if name is not None and name not in MODEL_KINDS:
+        raise UserError(f"--model: unknown model {name!r}; choose {' or '.join(sorted(MODEL_KINDS))}")
     return name
 
 

@@ -14,28 +14,32 @@ stopping on held-out public flows), then trained on the private trace from those
 `config.privacy` (docs/privacy.md, "The ar model") the public trace is required (the vocabularies are
 data-dependent), the private records are cut to `time.window`, the flow count is released, and the
 private training is DP-SGD (`model/ar_private.py`) for a fixed number of epochs, with nothing held out
-and nothing about the private trace logged or stored outside the budget.
+and nothing about the private trace logged or stored outside the budget. `ARTraceModel` is this model
+behind `Synthesizer` (`models.TraceModel`; its manifest block is `ARBlock`).
 """
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_open
-from ..config import ARConfig, TraceSynthConfig
+from ..config import TraceSynthConfig
 from ..encoders.flow_tokens import FlowTokenizer, TokenizedFlows
 from ..encoders.tokens import SpikeRule
 from ..errors import UserError
 from ..flows.table import FlowTable
 from ..progress import ProgressCallback, emit
+from ..runtime import GenerationOptions
 from ..schema import TIME_COLUMN
 from . import generation as gen
+from .models import FitData, ModelFit
+from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -349,3 +353,58 @@ class ARGenerator:
                                   np.random.default_rng([seed, 0x5E1]))
         table = table[keep].drop(columns="_flow")
         return gen.sort_by_time(canonicalize(table, kind), time_col)
+
+
+@dataclass
+class ARBlock:
+    """The ar model's keys of the manifest: no chunks, and what its fit recorded."""
+
+    fit: ARFit
+
+    def to_dict(self) -> dict:
+        return {"chunks": [], "ar": self.fit.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ARBlock":
+        known = {f.name for f in fields(ARFit)}
+        return cls(ARFit(**{k: v for k, v in data["ar"].items() if k in known}))
+
+
+class ARTraceModel:
+    """The autoregressive model behind `Synthesizer` (`model.kind: ar`): `fit` above trains it,
+    `ARGenerator` samples it."""
+
+    kind: ClassVar[str] = "ar"
+    block_type: ClassVar[type] = ARBlock
+
+    def __init__(self, config: TraceSynthConfig, run: RunDir | None = None, block: ARBlock | None = None):
+        self.config, self.run, self.block = config, run, block
+        self._generator: ARGenerator | None = None
+
+    @classmethod
+    def load(cls, config: TraceSynthConfig, run: RunDir, block: ARBlock) -> "ARTraceModel":
+        return cls(config, run, block)   # the tokenizer and weights are read when sampling starts
+
+    def fit(self, data: FitData, run: RunDir, progress: ProgressCallback | None) -> ModelFit:
+        """The autoregressive model: one model over the whole trace; no chunks, no sizing.
+        `data.public`: tokenizer and pretraining from it; `config.privacy`: DP-SGD (needs `data.public`)."""
+        cfg = self.config
+        self.run = run
+        resumed = run.start_fit(cfg, data.fingerprint, data.force)
+        fitted = fit(data.table, cfg, run.path / FOLDER, progress, public=data.public,   # the module's fit
+                     public_name=data.public_name)
+        self.block, self._generator = ARBlock(fitted), None
+        return ModelFit(config=cfg, resumed=resumed, records=fitted.records, train_s=fitted.train_s,
+                        block=self.block, runner="this process", privacy=privacy_block(cfg, fitted))
+
+    def sample(self, target: int, seed: int, progress: ProgressCallback | None, options: GenerationOptions,
+               temperature: float | None) -> pd.DataFrame:
+        from .sampling import generation_threads
+
+        with generation_threads(options.resolved_threads()):
+            return self._loaded().sample(target, seed, progress, temperature)
+
+    def _loaded(self) -> ARGenerator:
+        if self._generator is None:
+            self._generator = ARGenerator.load(self.config, self.run.path / FOLDER, self.block.fit.to_dict())
+        return self._generator

@@ -38,6 +38,8 @@ RUN_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 FIT_STATE = "fit-state.json"
 CONFIG = "config.json"
+#: what `write_manifest` adds to every manifest (the rest is the fit's: `models.Manifest`)
+RUN_KEYS = ("format", "format_version", "tracesynth_version", "created")
 
 
 def config_hash(config: TraceSynthConfig) -> str:
@@ -137,13 +139,18 @@ class RunDir:
             return False
         return data.get("config_hash") == cfg_hash and data.get("input_fingerprint") == fingerprint
 
+    def start_fit(self, config: TraceSynthConfig, fingerprint: str, force: bool) -> bool:
+        """`prepare_fit` for this config and input, then its config.json; True when a fit resumes."""
+        resumed = self.prepare_fit(config_hash(config), fingerprint, force)
+        self.write_config(config)
+        return resumed
+
     def write_config(self, config: TraceSynthConfig) -> None:
         write_json(self.path / CONFIG, config.model_dump(mode="json"))
 
     def write_manifest(self, manifest: dict) -> None:
         """Write the manifest last: from now on the run is complete."""
-        base = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION,
-                "tracesynth_version": __version__, "created": _now()}
+        base = dict(zip(RUN_KEYS, (RUN_FORMAT, RUN_FORMAT_VERSION, __version__, _now())))
         write_json(self.manifest_path, {**base, **manifest})
 
     # generate side ------------------------------------------------------------------------------
