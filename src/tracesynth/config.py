@@ -122,7 +122,7 @@ class ARConfig(_Section):
     max_epochs: int = Field(40, ge=1)
     #: stop after this many epochs without a lower held-out NLL
     patience: int = Field(3, ge=1)
-    #: flow samples per step; None: a twentieth of the training flows, between 16 and 256 (a small trace
+    #: flow samples per step; None: a twentieth of the training flows, between 16 and 1024 (a small trace
     #: still gets ~20 steps per epoch: at 256, ugr16-1k's 720 flows gave 3 and the header never learnt
     #: that ICMP has port 0 on both sides)
     batch_size: Optional[int] = Field(None, ge=1)

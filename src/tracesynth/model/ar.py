@@ -78,8 +78,12 @@ class ARFlowModel(nn.Module):
         out = self.drop(out)
         nll = torch.zeros(header.shape[0], device=header.device)
         for k, head in enumerate(self.h_heads):
-            ce = F.cross_entropy(head(out[:, k]), header[:, k], reduction="none")
-            nll = nll + ce * used[:, k]
+            rows = used[:, k] > 0
+            if bool(rows.all()):
+                nll = nll + F.cross_entropy(head(out[:, k]), header[:, k], reduction="none")
+            elif bool(rows.any()):   # the bytes of top ports/addresses are implied: scored nowhere, so not computed
+                idx = rows.nonzero()[:, 0]
+                nll = nll.index_add(0, idx, F.cross_entropy(head(out[idx, k]), header[idx, k], reduction="none"))
         return nll, last[0]
 
     # ---- records -----------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def build(cfg: TraceSynthConfig, tokenizer: FlowTokenizer, seed: int):
 
 
 #: automatic batch: training flows / STEPS_PER_EPOCH, clipped to [MIN_BATCH, MAX_BATCH]
-STEPS_PER_EPOCH, MIN_BATCH, MAX_BATCH = 20, 16, 256
+STEPS_PER_EPOCH, MIN_BATCH, MAX_BATCH = 20, 16, 1024
 #: expected Poisson batch of DP-SGD when `model.ar.batch_size` is unset (a constant: the private trace's
 #: size must not choose it)
 DP_BATCH = 64
