@@ -84,7 +84,7 @@ def _single_grads(model, data, idx):
     for flow in idx:
         model.zero_grad()
         model(*pad_batch(data, np.array([flow]))).sum().backward()
-        out.append({k: p.grad.clone() for k, p in model.named_parameters()})
+        out.append({k: torch.zeros_like(p) if p.grad is None else p.grad.clone() for k, p in model.named_parameters()})
     return out
 
 
