@@ -20,9 +20,10 @@ from .synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
 
-#: Demo budget: small enough for < 5 minutes on 2 cores, large enough for recognisable output. The chunk
-#: count is chosen from the sample as for any trace (1: its first half holds 2 of its 139 flows); batches
-#: of 32 give its 20 epochs 4 steps each (the automatic batch, 100, would give one).
+#: Demo budget: the preset's model (ar) stops early on held-out flows, within at most DEMO_EPOCHS (about
+#: 15 s on 2 cores). For `--model doppelganger` runs of the demo sample: the chunk count is chosen from
+#: the sample (1: its first half holds 2 of its 139 flows) and batches of 32 give its 20 epochs 4 steps each
+#: (the automatic batch, 100, would give one).
 DEMO_EPOCHS = 20
 DEMO_BATCH = 32
 
