@@ -29,6 +29,7 @@ def test_netflow_preset_matches_netshare_example():
     assert [(f.name, f.log1p) for f in cfg.fields if f.encoding == "numeric"] == \
         [("td", True), ("pkt", True), ("byt", True)]
     assert cfg.field("label").encoding == "categorical" and cfg.model.sample_len == 10
+    assert [(f.name, f.spikes) for f in cfg.fields if f.spikes] == [("pkt", 16), ("byt", 16)]  # tracesynth's change
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

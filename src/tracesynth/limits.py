@@ -56,7 +56,7 @@ def _field_width(field) -> int:
         return 10
     if field.encoding == "categorical":
         return len(field.choices) if field.choices else 16
-    return 1
+    return 1 + (field.spikes + 1 if field.spikes else 0)
 
 
 def parameter_estimate(cfg: "TraceSynthConfig") -> int:

@@ -267,7 +267,8 @@ def test_check_dp_config_accepts_a_data_independent_config():
     config = preset("netflow")
     ranges = {"td": (0.0, 3600.0), "pkt": (0.0, 1e6), "byt": (0.0, 1e9)}
     config.fields = [f.model_copy(update={"range": ranges.get(f.name, f.range),
-                                          "choices": ["background", "attack"] if f.encoding == "categorical" else None})
+                                          "choices": ["background", "attack"] if f.encoding == "categorical" else None,
+                                          "spike_values": [1.0] if f.spikes else None})
                      for f in config.fields]
     config.word2vec.pretrained = "public-w2v.model"
     config.time.window = (1.4e9, 1.4e9 + 3600)

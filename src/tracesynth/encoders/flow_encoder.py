@@ -8,7 +8,8 @@ itself is not a feature: the model owns that head.
 
 `fit` sees the whole trace (every chunk) once, so that all chunks share one layout and one set of ranges.
 `inverse_transform` also decodes generated (soft) values: argmax per softmax span, clipping for numeric
-fields, nearest neighbour for word2vec (after the top-port argmax with `top_k`), and a flow ends at its first 0 flag (at least one record).
+fields (after the spike argmax with `spikes`), nearest neighbour for word2vec (after the top-port argmax
+with `top_k`), and a flow ends at its first 0 flag (at least one record).
 """
 from __future__ import annotations
 
@@ -31,14 +32,16 @@ from ..flows.tags import tag_columns
 from .base import Encoder, Span, total_dim
 from .bits import BitsEncoder
 from .categorical import CategoricalEncoder
-from .numeric import NumericEncoder
+from .numeric import NumericEncoder, SpikyNumericEncoder
+from .tokens import SpikeRule
 from .word2vec import PortProtoEmbedding, Word2VecEncoder
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "encoder.json"
 WORD2VEC_FILE = "word2vec.kv"
-_ENCODERS = {"bits": BitsEncoder, "numeric": NumericEncoder, "categorical": CategoricalEncoder}
+_ENCODERS = {"bits": BitsEncoder, "numeric": NumericEncoder, "categorical": CategoricalEncoder,
+             "spiky_numeric": SpikyNumericEncoder}
 
 
 @dataclass
@@ -85,7 +88,8 @@ class FlowEncoder:
                                   f"(have {', '.join(c for c in source.columns if c not in ('flow_id', 'step'))})")
             enc = self._make_encoder(f)
             target = self.attribute_encoders_ if f.role == "attribute" else self.feature_encoders_
-            if f.top_k and not self.config.word2vec.pretrained:  # top ports by records, not by flows
+            by_records = (f.top_k and not self.config.word2vec.pretrained) or (f.spikes and f.role == "attribute")
+            if by_records:  # top ports and attribute spikes count records, not flows
                 target[f.name] = enc.fit(source[f.name].to_numpy(), weights=_records_per_flow(tables))
             elif f.top_k:  # a public model: its own frequency order, reading no private data
                 target[f.name] = enc.fit(None)
@@ -130,7 +134,10 @@ class FlowEncoder:
         if f.encoding == "bits":
             return BitsEncoder(f.n_bits)
         if f.encoding == "numeric":
-            return NumericEncoder(f.log1p, f.scale, f.range, name=f.name, report_counts=self._report_counts)
+            numeric = NumericEncoder(f.log1p, f.scale, f.range, name=f.name, report_counts=self._report_counts)
+            if f.spikes:
+                return SpikyNumericEncoder(numeric, SpikeRule(f.spikes, f.spike_min_share), f.spike_values)
+            return numeric
         return CategoricalEncoder(f.choices, name=f.name)
 
     @property

@@ -698,7 +698,7 @@ def trainer_hooks(ledger: PrivacyLedger, chunk: int, gp_lambda: float = 10.0) ->
 def check_dp_config(config, public_trace: str | None = None) -> None:
     """Raise ConfigError naming every setting that would read the private trace outside the budget.
 
-    With a public trace, encoders (numeric ranges, categorical choices, word2vec) are fitted on it;
+    With a public trace, encoders (numeric ranges and spikes, categorical choices, word2vec) are fitted on it;
     without one they must be fixed in the config. The time window comes from the config (or
     `--window`; a preset without one takes the public trace's span, `pipeline.private`): it sets the
     private trace's chunk boundaries, and the chunking must be by time (equal-count chunks place their
@@ -738,6 +738,9 @@ def _dgan_problems(config, public: str | None) -> list[str]:
         if f.encoding == "numeric" and f.range is None:
             problems.append(f"fields.{f.name}.range is not set, so the range would be read from the private "
                             "trace: set a fixed min and max, or pass --public")
+        if f.encoding == "numeric" and f.spikes and f.spike_values is None:
+            problems.append(f"fields.{f.name}.spikes is set without spike_values, so the spike values would be "
+                            "counted on the private trace: list them in spike_values, set spikes to 0, or pass --public")
         elif f.encoding == "categorical" and not f.choices:
             problems.append(f"fields.{f.name}.choices is not set, so the categories would be read from the "
                             "private trace: list them, or pass --public")

@@ -53,7 +53,8 @@ def dp_ready_preset(cfg: TraceSynthConfig, public: pd.DataFrame | None,
                     public_name: str | None = None, model_chosen: bool = False) -> TraceSynthConfig:
     """A preset made DP-ready: checkpoint selection off (said once), the window from the public trace
     when none is set (said, with the window used), and the preset's documented public ranges for
-    numeric fields left without one when there is no public trace to fit them on.
+    numeric fields left without one when there is no public trace to fit them on, and then spikes off where
+    the preset counts them (a preset names no public spike values; the notice depends on the preset only).
 
     Only for presets: a custom config keeps what it says, and `check_dp_config` names what is missing.
     Without a public trace the preset's ar model (whose vocabularies need public data) becomes the
@@ -81,6 +82,12 @@ def dp_ready_preset(cfg: TraceSynthConfig, public: pd.DataFrame | None,
             fixed = DP_PUBLIC_RANGES.get(f["name"])
             if f["encoding"] == "numeric" and f["range"] is None and fixed is not None:
                 f["range"] = list(fixed)
+        spiky = [f for f in data["fields"] if f.get("spikes") and f.get("spike_values") is None]
+        for f in spiky:
+            f["spikes"] = 0
+        if spiky:
+            log.warning("DP mode: spikes are off for %s (their values would be counted on the private trace); "
+                        "pass --public to count them on a public trace", ", ".join(f["name"] for f in spiky))
     return config_from_dict(data, "DP-ready preset")
 
 
