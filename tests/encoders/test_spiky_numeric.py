@@ -79,7 +79,9 @@ def test_fixed_spike_values_state_and_no_spikes():
 
 
 def _with_spikes(name: str, **changes) -> dict:
+    """The preset as a DoppelGANger config (the encoding is DoppelGANger's) with spikes on some fields."""
     data = preset(name).model_dump(mode="json")
+    data["model"]["kind"] = "doppelganger"
     for f in data["fields"]:
         f.update(changes.get(f["name"], {}))
     return data

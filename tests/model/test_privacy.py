@@ -33,6 +33,11 @@ class ToyCritic(nn.Module):
         return self.net(torch.cat([records.flatten(1), attributes], dim=1)).squeeze(-1)
 
 
+
+def _dg(config):
+    """A preset as the DoppelGANger config whose DP checks these tests read (presets use the ar model)."""
+    return config.model_copy(update={"model": config.model.model_copy(update={"kind": "doppelganger"})})
+
 def _batch(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     real = (torch.randn(n, 3, 2, generator=g), torch.randn(n, 4, generator=g))
@@ -241,7 +246,7 @@ def test_plan_spends_the_target_and_records_every_parameter():
 
 
 def test_check_dp_config_names_every_data_dependent_setting():
-    config = preset("pcap")
+    config = _dg(preset("pcap"))
     config.field("ttl").range = (0.0, 255.0)  # a fixed range is data-independent
     config.field("tos").range = None
     config.chunking.mode = "fixed_size"  # equal-count chunks put boundaries where the private records are
@@ -257,14 +262,14 @@ def test_check_dp_config_names_every_data_dependent_setting():
 
 def test_check_dp_config_with_a_public_trace_still_needs_window_and_no_selection():
     with pytest.raises(ConfigError) as info:
-        check_dp_config(preset("netflow"), public_trace="public.csv")
+        check_dp_config(_dg(preset("netflow")), public_trace="public.csv")
     message = str(info.value)
     assert "time.window" in message and "checkpoint_selection" in message
     assert "range" not in message and "word2vec" not in message
 
 
 def test_check_dp_config_accepts_a_data_independent_config():
-    config = preset("netflow")
+    config = _dg(preset("netflow"))
     ranges = {"td": (0.0, 3600.0), "pkt": (0.0, 1e6), "byt": (0.0, 1e9)}
     config.fields = [f.model_copy(update={"range": ranges.get(f.name, f.range),
                                           "choices": ["background", "attack"] if f.encoding == "categorical" else None,
