@@ -19,3 +19,17 @@ def shared(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real trace {relative} not found under {SHARED_DATA} (../shared/data is absent)")
     return path
+
+
+def packets_table(rows):
+    """A canonical packet table from hand-written rows (time, src, dst, sport, dport, proto, pkt_len);
+    every other header field zero."""
+    import pandas as pd
+
+    from tracesynth.schema import PACKET_COLUMNS
+
+    frame = pd.DataFrame(rows, columns=["time", "srcip", "dstip", "srcport", "dstport", "proto", "pkt_len"])
+    for col in PACKET_COLUMNS:
+        if col not in frame:
+            frame[col] = 0
+    return frame.astype(PACKET_COLUMNS)

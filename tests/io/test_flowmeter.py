@@ -7,24 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsdata import shared
+from tsdata import packets_table, shared
 from tracesynth.data import sample_path
 from tracesynth.errors import UserError
 from tracesynth.io import read_trace
 from tracesynth.io.flowmeter import _active_kernel, _active_numpy, meter_flows
 from tracesynth.io.ipaddr import ip_to_uint32
-from tracesynth.schema import FLOW_COLUMNS, PACKET_COLUMNS
+from tracesynth.schema import FLOW_COLUMNS
 
 A, B = int(ip_to_uint32(["10.0.0.1"])[0]), int(ip_to_uint32(["10.0.0.2"])[0])
 
 
-def _packets(rows):
-    """rows: (time, src, dst, sport, dport, proto, pkt_len); other header fields zero."""
-    frame = pd.DataFrame(rows, columns=["time", "srcip", "dstip", "srcport", "dstport", "proto", "pkt_len"])
-    for col in PACKET_COLUMNS:
-        if col not in frame:
-            frame[col] = 0
-    return frame.astype(PACKET_COLUMNS)
+_packets = packets_table
 
 
 def test_hand_computed_idle_and_active_timeouts():

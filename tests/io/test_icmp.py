@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsdata import shared
+from tsdata import packets_table, shared
 from tracesynth.io import read_trace
 from tracesynth.io.flowmeter import meter_flows
 from tracesynth.io.icmp import counterpart, echo_fields, from_netflow_ports
@@ -145,12 +145,7 @@ def test_echo_fields_only_for_identifier_types():
 A, B, R = (int(x) for x in ip_to_uint32(["10.0.0.1", "10.0.0.2", "10.0.0.254"]))
 
 
-def _packets(rows):
-    frame = pd.DataFrame(rows, columns=["time", "srcip", "dstip", "srcport", "dstport", "proto", "pkt_len"])
-    for col in PACKET_COLUMNS:
-        if col not in frame:
-            frame[col] = 0
-    return frame.astype(PACKET_COLUMNS)
+_packets = packets_table
 
 
 def test_flow_meter_keys_icmp_on_type_and_code():

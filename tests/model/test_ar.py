@@ -3,23 +3,10 @@ stopping per part, resume, reproducible sampling."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from tracesynth import read_trace
-from tracesynth.config import preset
-from tracesynth.encoders.flow_tokens import FlowTokenizer
-from tracesynth.flows.table import FlowTable
 from tracesynth.model.ar import ARFlowModel, ARSizes
 from tracesynth.model.ar_trainer import ARSchedule, mean_nll, pad_batch, train_ar
-
-
-@pytest.fixture(scope="module")
-def tokens(caida_1k):
-    cfg = preset("pcap")
-    flows = FlowTable.from_records(read_trace(caida_1k).table, cfg.flow_length.max_flow_len)
-    tok = FlowTokenizer(cfg).fit(flows)
-    return tok, tok.transform(flows)
 
 
 def _model(tok, seed=0):

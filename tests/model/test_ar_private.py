@@ -9,23 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tracesynth import read_trace
-from tracesynth.config import PrivacyConfig, preset
-from tracesynth.encoders.flow_tokens import FlowTokenizer
-from tracesynth.flows.table import FlowTable
+from tracesynth.config import PrivacyConfig
 from tracesynth.model.ar import MAX_POSITION, ARFlowModel, ARSizes
 from tracesynth.model.ar_private import (AR_UNIT, DPFlowStep, functional_nll, per_flow_gradients,
                                          plan_ar_privacy, poisson_batches)
 from tracesynth.model.ar_trainer import pad_batch
 from tracesynth.model.privacy import spent_epsilon
-
-
-@pytest.fixture(scope="module")
-def tokens(caida_1k):
-    cfg = preset("pcap")
-    flows = FlowTable.from_records(read_trace(caida_1k).table, cfg.flow_length.max_flow_len)
-    tok = FlowTokenizer(cfg).fit(flows)
-    return tok, tok.transform(flows)
 
 
 def _model(tok, seed=0, dropout=0.1):

@@ -149,7 +149,7 @@ def compare(real: pd.DataFrame, synth: pd.DataFrame, *, timeout_s: float = TIMEO
     """The evaluation section: per-severity and per-kind rates per 1,000 packets, REAL beside SYNTH.
 
     Returns {"skipped": why} without tshark, or when tshark fails on either side (logged as a warning)."""
-    why = unavailable()
+    why = unavailable() or _missing_columns(real, "real") or _missing_columns(synth, "synthetic")
     if why is not None:
         log.warning("protocol realism (tshark expert) skipped: %s", why)
         return {"skipped": why}
@@ -164,6 +164,17 @@ def compare(real: pd.DataFrame, synth: pd.DataFrame, *, timeout_s: float = TIMEO
             "per_1k": {s: {"real": a.severity_per_1k(s), "synthetic": b.severity_per_1k(s)} for s in SEVERITIES},
             "kinds": [{"kind": kind_label(k), "real": ra.get(k, 0.0), "synthetic": rb.get(k, 0.0)} for k in kinds],
             "kind_l1": kind_l1(a, b)}
+
+
+def _missing_columns(table: pd.DataFrame, side: str) -> str | None:
+    """Why a table cannot be written as packets for tshark (a NetShare packet CSV has no tcp_flags, for
+    example), or None."""
+    from ..schema import PACKET_COLUMNS
+
+    missing = [c for c in PACKET_COLUMNS if c not in table.columns]
+    if missing:
+        return f"the {side} table has no {', '.join(missing)} column(s), which a packet written for tshark needs"
+    return None
 
 
 def tshark_version() -> str:
