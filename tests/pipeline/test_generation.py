@@ -144,3 +144,22 @@ def test_waves_split_every_chunk_evenly(want):
     for take in waves:                                                  # each wave: the same share of each
         assert (np.abs(take - want / len(waves)) <= 1).all()
         assert take.sum() <= WAVE_ROWS + len(want)
+
+
+def test_header_consistency_keeps_icmp_type_code_and_header_lengths():
+    """Both models' packets pass the same rules: ICMP keeps type/code (in the port columns), other
+    protocols and non-first fragments lose ports and flags, a first fragment is at least its headers long."""
+    from tracesynth.pipeline.generation import header_consistency
+
+    cols = {"proto": np.array([1, 6, 17, 47, 6, 6], np.uint8),
+            "srcport": np.array([8, 443, 53, 9, 80, 80], np.uint16),
+            "dstport": np.array([0, 5000, 6000, 9, 81, 81], np.uint16),
+            "tcp_flags": np.array([2, 16, 16, 16, 24, 24], np.uint8),
+            "flag": np.array([0, 2, 0, 0, 1, 2], np.uint8),
+            "off": np.array([0, 0, 0, 0, 185, 185], np.uint16),
+            "pkt_len": np.array([20, 32, 20, 20, 20, 1500], np.uint16)}
+    header_consistency(cols)
+    assert cols["srcport"].tolist() == [8, 443, 53, 0, 0, 80] and cols["dstport"].tolist() == [0, 5000, 6000, 0, 0, 81]
+    assert cols["tcp_flags"].tolist() == [0, 16, 0, 0, 0, 24]
+    assert cols["off"].tolist() == [0, 0, 0, 0, 185, 0]                # don't-fragment: offset 0
+    assert cols["pkt_len"].tolist() == [28, 40, 28, 20, 20, 1500]       # a later fragment may be short

@@ -343,6 +343,10 @@ class ARGenerator:
             flows = self.sample_flows(n, int(np.random.SeedSequence([seed, rounds]).generate_state(1)[0]), temperature)
             flows.series["_flow"] = flows.series["flow_id"].to_numpy() + offset
             records = flows.to_records()
+            if kind == "packets":
+                columns = {c: records[c].to_numpy().copy() for c in records.columns}
+                gen.header_consistency(columns)
+                records = pd.DataFrame(columns)
             t = records[time_col].to_numpy(np.float64)
             records = records[(t >= self.window[0]) & (t <= self.window[1])]
             parts.append(records)

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..schema import ICMP_PROTOS
+
+#: the shortest IPv4 packet (IP header + transport header) a first fragment of TCP / UDP / ICMP can be
+MIN_PKT_LEN = {6: 40, 17: 28, 1: 28}
+
 
 @dataclass(frozen=True)
 class AttributeLayout:
@@ -173,3 +178,28 @@ def window_mask(times: np.ndarray, window: tuple[float, float], last: bool) -> n
 def sort_by_time(table: pd.DataFrame, time_column: str) -> pd.DataFrame:
     """Stable sort by time so equal timestamps keep their generation order (reproducible)."""
     return table.sort_values(time_column, kind="stable").reset_index(drop=True)
+
+
+def header_consistency(packets: dict[str, np.ndarray]) -> None:
+    """Make generated headers self-consistent as a packet on the wire would be (in place, on the record
+    columns of either model): only TCP and UDP carry ports, ICMP its type and code in their place, only TCP
+    carries flags, a don't-fragment packet has offset 0, a non-first fragment carries no ports or flags
+    (the schema's rule: 0), and a first fragment is at least as long as its headers (a 32-byte TCP packet
+    is malformed to every analyser). The models learn fields separately, so a generated packet may break
+    a rule that no real packet can."""
+    proto = packets["proto"]
+    no_ports = ~np.isin(proto, (6, 17, *ICMP_PROTOS))
+    first = np.ones(len(proto), bool)
+    if "off" in packets:
+        if "flag" in packets:               # a don't-fragment packet is never a fragment: offset 0
+            packets["off"][(packets["flag"] & 2) > 0] = 0
+        first = packets["off"] == 0
+        no_ports |= ~first                  # a non-first fragment carries no transport header
+    for col in ("srcport", "dstport"):
+        packets[col][no_ports] = 0
+    if "tcp_flags" in packets:
+        packets["tcp_flags"][no_ports | (proto != 6)] = 0
+    if "pkt_len" in packets:
+        for number, shortest in MIN_PKT_LEN.items():
+            short = first & (proto == number) & (packets["pkt_len"] < shortest)
+            packets["pkt_len"][short] = shortest

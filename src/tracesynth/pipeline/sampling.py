@@ -79,26 +79,9 @@ def decode_records(encoder, kind: str, attrs: np.ndarray, records: np.ndarray, l
         cols["label"] = per_record["label"]
     cols["_flow"] = fid
     if kind == "packets":
-        _header_consistency(cols)
+        gen.header_consistency(cols)
     inside = gen.window_mask(times, window, last)
     return pd.DataFrame({name: values[inside] for name, values in cols.items()})
-
-
-def _header_consistency(packets: dict[str, np.ndarray]) -> None:
-    """Make generated headers self-consistent as a packet on the wire would be (in place, on the record
-    columns): only TCP and UDP carry ports, only TCP carries flags, a don't-fragment packet has offset 0,
-    and a non-first fragment carries no ports or flags (the schema's rule: 0). The model learns fields
-    separately, so a generated ICMP packet may come with ports that no real ICMP packet can hold."""
-    proto = packets["proto"]
-    no_ports = (proto != 6) & (proto != 17)
-    if "off" in packets:
-        if "flag" in packets:               # a don't-fragment packet is never a fragment: offset 0
-            packets["off"][(packets["flag"] & 2) > 0] = 0
-        no_ports |= packets["off"] > 0      # a non-first fragment carries no transport header
-    for col in ("srcport", "dstport"):
-        packets[col][no_ports] = 0
-    if "tcp_flags" in packets:
-        packets["tcp_flags"][no_ports | (proto != 6)] = 0
 
 
 #: what generation runs with unless the caller says otherwise: every core, precision auto
