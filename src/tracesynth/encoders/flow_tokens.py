@@ -49,8 +49,10 @@ class TokenizedFlows:
 
     def subset(self, idx: np.ndarray) -> "TokenizedFlows":
         idx = np.asarray(idx, dtype=np.int64)
-        off = self.offsets
-        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if len(idx) else np.empty(0, np.int64)
+        lengths = self.lengths[idx]
+        starts = np.repeat(self.offsets[idx], lengths)                 # each kept record's sample start
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)       # ... and its position in the output
+        rows = starts + np.arange(int(lengths.sum()), dtype=np.int64) - first
         return TokenizedFlows(self.header[idx], self.header_used[idx], self.records[rows], self.lengths[idx])
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -296,6 +296,7 @@ class ARGenerator:
     model: object
     window: tuple[float, float]
     records_per_flow: float
+    _implied: dict | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, cfg: TraceSynthConfig, folder: Path, fit_info: dict) -> "ARGenerator":
@@ -320,8 +321,9 @@ class ARGenerator:
         temp = self.config.model.ar.temperature if temperature is None else float(temperature)
         gen_t = torch.Generator().manual_seed(int(seed) % 2**63)
         rng = np.random.default_rng([int(seed), 0xF10])
-        implied = {k: (j, torch.from_numpy(t)) for k, (j, t) in self.tokenizer.implied_slots().items()}
-        header_t, state = self.model.sample_header(n, gen_t, temp, implied)
+        if self._implied is None:   # the same for every batch: built once
+            self._implied = {k: (j, torch.from_numpy(t)) for k, (j, t) in self.tokenizer.implied_slots().items()}
+        header_t, state = self.model.sample_header(n, gen_t, temp, self._implied)
         header = header_t.numpy()
         lengths = self.tokenizer.decode_lengths(header[:, self.tokenizer.slot_index("length")], rng)
         padded = self.model.sample_records(header_t, state, torch.from_numpy(lengths), gen_t, temp).numpy()
